@@ -1,0 +1,46 @@
+"""The ``fadepth`` command: one sub-command module per user action.
+
+Each module in ``SUBCOMMANDS`` defines ``add_parser(subparsers)`` (cheap: no torch import) and
+``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "train": ("fadepth.cli.train", "train a depth network (self-supervised) from a YAML config"),
+    "eval": ("fadepth.cli.evaluate", "evaluate a checkpoint with the KITTI / DDAD / synthetic protocol"),
+    "predict": ("fadepth.cli.predict", "colorized depth and .npy for images, folders or videos"),
+    "complexity": ("fadepth.cli.complexity", "params / GFLOPs / MAC / FPS, split encoder / decoder"),
+    "kitti": ("fadepth.cli.kitti", "KITTI tools: export-gt"),
+    "synthetic": ("fadepth.cli.synthetic", "write synthetic scenes to disk in the KITTI raw layout"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fadepth",
+        description="FA-Depth reimplementation: train, evaluate, predict and count complexity.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_parser(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""Typed experiment configuration: YAML in, validated once, typed objects inside.
+
+One :class:`ExperimentConfig` describes a training run completely (model, data, losses, optimiser,
+training loop, evaluation).  YAML files may name a ``base:`` file (a path relative to the file, or a
+list of them) whose values they override; dotted ``key=value`` overrides (``model.pb_dsr=0.5``,
+``loss.pyramid.flip.beta=0.1``) are applied last.  Every key is checked against the schema: an unknown
+key or a wrong type raises :class:`ConfigError` naming the source, the key and what was expected.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------------- model
+class ETMConfig(_Strict):
+    """Equivalent transformation module (Sec. III-B, eqs. 13-19)."""
+
+    enabled: bool = False
+    pb_t: float = Field(0.1, ge=0.0, lt=1.0, description="branch drop rate of the sub-shape branches")
+    r1: float = Field(0.1, ge=0.0, le=10.0, description="K x K branch drop = r1 * pb_t")
+    r2: float = Field(0.5, ge=0.0, le=10.0, description="element-level dropconv rate = r2 * pb_t (eq. 14)")
+    dropconv: bool = True
+    init: Literal["random", "largest"] = "random"  # 'largest' = ETM# (copy the K x K kernel into every shape)
+    variance: Literal["output", "input"] = "output"  # reading (A) / (B) of var(x_t) in eq. 15
+
+
+class ModelConfig(_Strict):
+    name: str = "smalldepth"
+    pose: str = "posenet_rn18"
+    pb_dsr: float = Field(0.9, ge=0.0, lt=1.0, description="max drop rate in the DSR blocks (eq. 3)")
+    pb_sd: float = Field(0.5, ge=0.0, lt=1.0, description="max drop rate in sparse downsampling (eq. 2)")
+    drop_schedule: Literal["cosine", "constant"] = "cosine"  # eq. 5 hump, or Table V's starred constant rate
+    drop_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of training spent ramping up (eq. 5)")
+    widths: list[int] | None = None  # SmallDepth stage widths C0..C4 (None = model default)
+    expansion: list[float] | None = None  # SmallDepth DSR expansion ratios per stage 1..4
+    etm: ETMConfig = ETMConfig()
+    init_checkpoint: str | None = None  # weights to start from (e.g. ETM# from a trained SmallDepth)
+
+
+# ------------------------------------------------------------------------------------------ data
+class AugmentConfig(_Strict):
+    """Sec. IV-B augmentation: ColorJitter, random scale, horizontal flip, crop."""
+
+    enabled: bool = True
+    color_jitter_p: float = Field(0.5, ge=0.0, le=1.0)
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.1
+    flip_p: float = Field(0.5, ge=0.0, le=1.0)
+    scale_range: tuple[float, float] = (1.0, 1.15)  # random up-scale then crop back to (height, width)
+
+
+class SyntheticConfig(_Strict):
+    seed: int = 0
+    train_sequences: int = 8
+    val_sequences: int = 1
+    test_sequences: int = 2
+    frames_per_sequence: int = 40
+    speed_m_per_frame: float = 0.8
+    cache: bool = True
+
+
+class DataConfig(_Strict):
+    dataset: Literal["synthetic", "kitti", "ddad"] = "synthetic"
+    path: str | None = None  # dataset root on disk (kitti / ddad)
+    split: str = "eigen_zhou"  # kitti: split name shipped in fadepth/data/splits or a folder path
+    height: int = Field(128, ge=32)
+    width: int = Field(416, ge=32)
+    frame_ids: list[int] = [0, -1, 1]
+    image_ext: str = ".png"
+    num_workers: int = Field(0, ge=0)
+    augment: AugmentConfig = AugmentConfig()
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+
+# ---------------------------------------------------------------------------------------- losses
+class CrLossConfig(_Strict):
+    """L_cr: monodepth2 machinery plus CbwLoss-like terms (eq. 21; architecture note section 2)."""
+
+    ssim_weight: float = Field(0.85, ge=0.0, le=1.0)
+    photometric: float = 1.0  # lambda_p
+    depth_consistency: float = 0.5  # lambda_d (CbwLoss depth-structure term); 0 disables
+    feature: float = 0.1  # lambda_f (feature-perception term); 0 disables
+    smoothness: float = 1e-3
+    automask: bool = True
+    min_reprojection: bool = True
+    bidirectional: bool = True
+    structure_weighting: bool = True  # weight L_p by 1 - depth-structure difference
+    num_scales: int = Field(4, ge=1, le=4)
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+
+
+class PyramidLevelConfig(_Strict):
+    """One level k of the pyramid loss (eq. 20): alpha_k L_k + beta_k phi(d) + gamma_k phi(f)."""
+
+    enabled: bool = False
+    alpha: float = 1.0
+    beta: float = 0.1
+    gamma: float = 0.1
+    phi: Literal["prob", "l1"] = "prob"
+    size: tuple[int, int] | None = None  # (H, W) for lr / hr; None = scale from `scale`
+    scale: float = 1.0
+
+
+class PyramidConfig(_Strict):
+    enabled: bool = False
+    alpha_cr: float = 1.0
+    lr: PyramidLevelConfig = PyramidLevelConfig(alpha=0.5, beta=1.0, gamma=0.5, scale=0.75)
+    hr: PyramidLevelConfig = PyramidLevelConfig(alpha=0.5, beta=0.5, gamma=0.1, scale=1.25)
+    flip: PyramidLevelConfig = PyramidLevelConfig(alpha=1.0, beta=0.1, gamma=0.5)
+    color: PyramidLevelConfig = PyramidLevelConfig(alpha=1.0, beta=0.1, gamma=0.1, phi="l1")
+    mode: Literal["sum", "per_level"] = "sum"  # per_level = gradient accumulation (Table X hatted schemes)
+    use_cr: bool = False  # rescale every level's outputs to cr before the loss (Table VIII a4/a6)
+    phi_kind: Literal["sym_ce", "sym_kl"] = "sym_ce"
+
+
+class ApxConfig(_Strict):
+    """APX distillation from a frozen teacher (eq. 28)."""
+
+    enabled: bool = False
+    teacher: str = "hqdecv2"
+    teacher_checkpoint: str | None = None
+    teacher_height: int | None = None  # run the teacher at its own resolution and resize (None = student's)
+    teacher_width: int | None = None
+    lambda_enc: float = 1.0
+    lambda_dec: float = 1.0
+    lambda_disp: float = 1.0
+    mask: Literal["median", "none"] = "median"
+    mask_k: float = 0.3
+    adapter: Literal["conv", "mean"] = "conv"
+    cache_dir: str | None = None
+
+
+class LossConfig(_Strict):
+    cr: CrLossConfig = CrLossConfig()
+    pyramid: PyramidConfig = PyramidConfig()
+    apx: ApxConfig = ApxConfig()
+
+
+# --------------------------------------------------------------------------------- optim / train
+class OptimConfig(_Strict):
+    lr: float = Field(1e-4, gt=0.0)
+    weight_decay: float = Field(1e-2, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    scheduler: Literal["none", "step", "cosine"] = "step"
+    step_fraction: float = Field(0.75, gt=0.0, le=1.0)  # step scheduler: decay at this fraction
+    gamma: float = 0.1
+    grad_clip: float | None = None
+
+
+class TrainConfig(_Strict):
+    iterations: int = Field(2000, ge=0)
+    batch_size: int = Field(8, ge=1)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_every: int = Field(50, ge=1)
+    val_every: int = Field(0, ge=0)  # 0 = only at the end
+    checkpoint_every: int = Field(0, ge=0)  # 0 = only at the end
+    out_dir: str = "runs/train"
+    deterministic: bool = True
+    progress: bool = True
+
+
+class EvalConfig(_Strict):
+    protocol: Literal["auto", "eigen", "eigen_benchmark", "ddad", "synthetic"] = "auto"
+    align: Literal["median", "adasearch", "none"] = "median"
+    split: str = "test"
+    max_images: int | None = None
+    gt_path: str | None = None  # gt_depths.npz for kitti
+
+
+class ExperimentConfig(_Strict):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """Dotted keys -> plain values (for MLflow params and dry-run tables)."""
+        return flatten(self.model_dump(mode="json"))
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------ helpers
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {key!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def check_key(key: str, schema: type[BaseModel] = ExperimentConfig) -> None:
+    """Raise ConfigError unless the dotted `key` names a field of the schema."""
+    model: Any = schema
+    for i, part in enumerate(key.split(".")):
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            where = ".".join(key.split(".")[:i]) or "<top level>"
+            known = ", ".join(sorted(fields)) if fields else "(none: it is a value)"
+            raise ConfigError(f"unknown key {key!r}: {where} has no field {part!r}; known: {known}")
+        model = fields[part].annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            continue
+        model = None if i < len(key.split(".")) - 1 else model
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`model.pb_dsr=0.5` -> ("model.pb_dsr", 0.5); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return key.strip(), value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML config and resolve its `base:` chain into one nested dict (no validation)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: circular base: chain {' -> '.join(map(str, _seen + (path,)))}")
+    data = read_yaml(path)
+    bases = data.pop("base", None)
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else (bases or []):
+        base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: field 'base': file {base!r} not found (looked at {base_path})")
+        merged = deep_merge(merged, load_tree(base_path, _seen + (path,)))
+    return deep_merge(merged, data)
+
+
+def validate(tree: Mapping[str, Any], source: str = "<config>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> ExperimentConfig:
+    """Load a YAML file (with `base:` inheritance), apply dotted overrides, validate."""
+    tree = load_tree(path) if path is not None else {}
+    items = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
+    for key, value in items:
+        check_key(key)
+        set_dotted(tree, key, value)
+    return validate(tree, str(path) if path else "<defaults>")
+
+
+def dump_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
