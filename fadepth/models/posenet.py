@@ -1,1 +1,62 @@
-"""(being written)"""
+"""PoseNets: two frames stacked on channels (B,6,H,W) in [0,1] -> (B,6) = axis-angle (3) + translation (3).
+
+`posenet_rn18`: monodepth2's pose network (resnet18 with a 6-channel first conv). `posenet_fbnetv3`:
+timm `fbnetv3_b` (design note section 7.10), 6-channel stem via `in_chans=6`. Both normalise the input
+inside ((x - 0.45) / 0.225) and share `PoseDecoder`. Weights are random (no downloads).
+"""
+from __future__ import annotations
+
+import timm
+import torch
+from torch import nn
+
+from fadepth.models.baselines import ResNet18Encoder
+from fadepth.models.registry import register
+from fadepth.models.smalldepth import IMAGE_MEAN, IMAGE_STD
+
+
+class PoseDecoder(nn.Module):
+    """monodepth2 pose decoder: 1x1 squeeze to 256 + ReLU, two 3x3 256 convs + ReLU, 1x1 to 6,
+    spatial mean, x0.01."""
+
+    def __init__(self, in_channels: int, width: int = 256):
+        super().__init__()
+        self.squeeze = nn.Conv2d(in_channels, width, 1)
+        self.pose0 = nn.Conv2d(width, width, 3, padding=1)
+        self.pose1 = nn.Conv2d(width, width, 3, padding=1)
+        self.pose2 = nn.Conv2d(width, 6, 1)
+        self.relu = nn.ReLU()
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.squeeze(feature))
+        x = self.relu(self.pose0(x))
+        x = self.relu(self.pose1(x))
+        return 0.01 * self.pose2(x).mean(dim=(2, 3))
+
+
+class PoseNet(nn.Module):
+    """Encoder whose last feature map feeds `PoseDecoder`."""
+
+    def __init__(self, encoder: nn.Module, last_channels: int):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = PoseDecoder(last_channels)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.shape[1] != 6:
+            raise ValueError(f"PoseNet expects (B,6,H,W) (two RGB frames stacked), got {tuple(frames.shape)}")
+        feats = self.encoder((frames - IMAGE_MEAN) / IMAGE_STD)
+        return self.decoder(feats[-1])
+
+
+@register("posenet_rn18", kind="pose")
+def posenet_rn18() -> nn.Module:
+    """monodepth2 PoseNet: resnet18 with a 6-channel first conv + pose decoder."""
+    return PoseNet(ResNet18Encoder(in_channels=6), 512)
+
+
+@register("posenet_fbnetv3", kind="pose")
+def posenet_fbnetv3() -> nn.Module:
+    """timm fbnetv3_b (features_only, in_chans=6) + monodepth2 pose decoder."""
+    encoder = timm.create_model("fbnetv3_b", pretrained=False, features_only=True, in_chans=6)
+    return PoseNet(encoder, encoder.feature_info.channels()[-1])

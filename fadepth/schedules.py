@@ -1,0 +1,41 @@
+"""Drop-rate schedule of eq. 5 and its application to every `DropFunction` of a model.
+
+Eq. 5 is read as in design note section 5: a continuous cosine hump that rises from 0 to pb_max over the
+first M = floor(N * fraction) iterations and falls back to 0 at N, the second branch using (i - M)
+(as printed it uses i, which makes pb jump at i = M). `mode="constant"` is Table V's starred constant rate.
+"""
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from fadepth.models.blocks import DropFunction
+
+
+def drop_rate(iteration: int, total: int, pb_max: float, fraction: float = 0.5, mode: str = "cosine") -> float:
+    """pb(i) of eq. 5 (cosine) or the constant pb_max."""
+    if mode == "constant":
+        return float(pb_max)
+    if mode != "cosine":
+        raise ValueError(f"drop schedule mode must be 'cosine' or 'constant', got {mode!r}")
+    if total <= 0 or iteration < 0 or iteration >= total:
+        return 0.0
+    ramp = math.floor(total * fraction)  # M
+    if iteration < ramp:  # 0 <= i < M: rises 0 -> pb_max
+        return 0.5 * pb_max * (1.0 - math.cos(math.pi * iteration / ramp))
+    # M <= i < N: falls pb_max -> 0
+    return 0.5 * pb_max * (1.0 - math.cos(math.pi + math.pi * (iteration - ramp) / (total - ramp)))
+
+
+def apply_drop_rates(model: nn.Module, iteration: int, total: int, model_cfg) -> dict[str, float]:
+    """Set `rate` on every DropFunction: pb_dsr for kind "dsr", pb_sd for kind "sd" (a ModelConfig).
+
+    Returns the rates set per kind (for logging)."""
+    pb_max = {"dsr": model_cfg.pb_dsr, "sd": model_cfg.pb_sd}
+    rates = {kind: drop_rate(iteration, total, peak, model_cfg.drop_fraction, model_cfg.drop_schedule)
+             for kind, peak in pb_max.items()}
+    for module in model.modules():
+        if isinstance(module, DropFunction):
+            module.rate = rates[module.kind]
+    return rates

@@ -1,0 +1,8 @@
+"""Ablation sweeps: a YAML spec per paper table -> one Optuna study + one MLflow experiment.
+
+* :mod:`fadepth.sweep.spec`      the spec format (pydantic), validation, ``load_spec``, ``SweepSpec.resolve``
+* :mod:`fadepth.sweep.study`     Optuna storage, study naming, enqueueing cells, repairing stale cells
+* :mod:`fadepth.sweep.tracking`  MLflow store, experiment, parent sweep run, child runs, training-curve callback
+* :mod:`fadepth.sweep.worker`    the worker process: pull a WAITING trial, train / count, log, repeat
+* :mod:`fadepth.sweep.launcher`  the ``sweeps/run.py`` command line: validate, prepare, spawn workers, progress
+"""

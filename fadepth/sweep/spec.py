@@ -1,0 +1,343 @@
+"""The sweep spec: one YAML file per paper table, validated completely before anything runs.
+
+A spec names a base config (``base:``, relative to the spec file, with ``base:`` inheritance of its own),
+named ``schemes`` (dotted-key overrides of :class:`fadepth.config.ExperimentConfig`), ``seeds``, run
+``profiles`` (``smoke``: synthetic scenes in CPU minutes; ``paper``: the paper's settings) and the
+``metrics`` to report.  ``load_spec`` checks every override of every scheme and profile against the typed
+config and raises :class:`SpecError` (a :class:`ConfigError`) naming the file, the scheme, the key and
+what was expected.  It reads files only: it never creates a store or starts a run.
+
+How one run's config is built (:meth:`SweepSpec.resolve`), later layers winning:
+
+1. the ``base`` file (with its own ``base:`` chain);
+2. the profile's ``base`` file, if any (e.g. ``base/smoke.yaml``: synthetic data, small size);
+3. the spec's common ``overrides``;
+4. the scheme's ``overrides``;
+5. the profile's ``overrides`` (a profile fixes the *scale* of a run -- size, iterations, test frames --
+   whatever a scheme says, so ``--profile smoke`` stays small for every table);
+6. ``extra`` overrides given by the caller (``sweeps/run.py --set key=value``);
+7. ``train.seed`` = the seed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fadepth.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_key,
+    deep_merge,
+    load_tree,
+    set_dotted,
+)
+
+METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+COMPLEXITY_METRICS = ("params_m", "gflops", "fps")
+
+
+class SpecError(ConfigError):
+    """A sweep spec is malformed (bad YAML, unknown key, wrong type, duplicate scheme, ...)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Overrides = dict[str, Any]
+
+
+class Scheme(_Strict):
+    """One named row of the table: dotted config overrides plus the paper rows it reproduces."""
+
+    name: str = Field(min_length=1)
+    overrides: Overrides = {}
+    paper: dict[str, Any] | None = None  # {csv column: value} selecting the paper's row(s)
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str) -> str:
+        if v != v.strip() or any(c in v for c in "\n\t,"):
+            raise ValueError("a scheme name must not contain commas, tabs, newlines or surrounding spaces")
+        return v
+
+
+class Profile(_Strict):
+    """How big a run is: ``base`` (a config overlay file, relative to the spec) + dotted overrides."""
+
+    description: str | None = None
+    base: str | None = None
+    overrides: Overrides = {}
+    seeds: list[int] | None = None  # replaces the spec's seeds under this profile
+
+
+class Metrics(_Strict):
+    primary: str = "abs_rel"
+    direction: Literal["minimize", "maximize"] = "minimize"
+    columns: list[str] = list(METRIC_NAMES)
+
+
+class SearchParam(_Strict):
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "SearchParam":
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+        elif self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"a {self.type} parameter needs 'low' < 'high'")
+        return self
+
+
+class Search(_Strict):
+    """Search mode: Optuna proposes values of ``space`` on top of ``scheme`` (default: the baseline)."""
+
+    space: dict[str, SearchParam] = Field(min_length=1)
+    n_trials: int = Field(20, ge=1)
+    sampler: Literal["tpe", "random", "cmaes", "gp", "qmc"] = "tpe"
+    pruner: Literal["none", "median", "percentile", "hyperband", "successive_halving"] = "none"
+    scheme: str | None = None
+
+
+class SweepSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    title: str = ""
+    paper_table: str | None = None  # a CSV file name under reports/paper/
+    kind: Literal["train", "complexity"] = "train"
+    base: str
+    baseline: str | None = None
+    seeds: list[int] = Field(default=[0], min_length=1)
+    overrides: Overrides = {}
+    profiles: dict[str, Profile]
+    metrics: Metrics = Metrics()
+    schemes: list[Scheme] = Field(min_length=1)
+    search: Search | None = None
+    notes: str | None = None
+    path: Path = Path("<spec>")  # set by load_spec, not read from the YAML
+    spec_hash: str = ""  # set by load_spec
+
+    # ------------------------------------------------------------------------------- accessors
+    def scheme(self, name: str) -> Scheme:
+        for s in self.schemes:
+            if s.name == name:
+                return s
+        raise SpecError(f"{self.path}: no scheme {name!r}; schemes: {', '.join(self.scheme_names)}")
+
+    @property
+    def scheme_names(self) -> list[str]:
+        return [s.name for s in self.schemes]
+
+    def seeds_for(self, profile: str) -> list[int]:
+        prof = self.profile(profile)
+        return list(prof.seeds) if prof.seeds is not None else list(self.seeds)
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise SpecError(f"{self.path}: no profile {name!r}; profiles: {', '.join(self.profiles)}")
+        return self.profiles[name]
+
+    @cached_property
+    def base_tree(self) -> dict[str, Any]:
+        return load_tree(self._relative(self.base))
+
+    def _relative(self, file: str) -> Path:
+        p = Path(file)
+        return p if p.is_absolute() else self.path.parent / p
+
+    # ------------------------------------------------------------------------------- resolving
+    def resolve_tree(
+        self, scheme_name: str, seed: int, profile: str, extra: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        prof = self.profile(profile)
+        tree = dict(self.base_tree)
+        if prof.base:
+            tree = deep_merge(tree, load_tree(self._relative(prof.base)))
+        layers = [self.overrides, self.scheme(scheme_name).overrides, prof.overrides, extra or {}]
+        for layer in layers:
+            for key, value in layer.items():
+                set_dotted(tree, key, value)
+        set_dotted(tree, "train.seed", int(seed))
+        return tree
+
+    def resolve(
+        self, scheme_name: str, seed: int, profile: str, extra: Mapping[str, Any] | None = None
+    ) -> ExperimentConfig:
+        """The complete, validated config of one scheme x seed under one profile."""
+        tree = self.resolve_tree(scheme_name, seed, profile, extra)
+        try:
+            return ExperimentConfig.model_validate(tree)
+        except ValidationError as exc:
+            raise SpecError(
+                _explain(exc, f"{self.path}: scheme {scheme_name!r}, profile {profile!r}", self, scheme_name, profile, extra)
+            ) from None
+
+    def overridden_keys(self, scheme_name: str) -> list[str]:
+        """Keys a scheme changes (spec-level overrides included), in order: the dry-run table's columns."""
+        keys = list(self.overrides) + [k for k in self.scheme(scheme_name).overrides if k not in self.overrides]
+        return keys
+
+
+# ------------------------------------------------------------------------------------ loading
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_spec_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found")
+    try:
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    for reserved in ("path", "spec_hash"):
+        if reserved in data:
+            raise SpecError(f"{path}: field {reserved!r} is computed by load_spec and must not be written")
+    return data
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read, validate and hash a sweep spec.  Raises :class:`SpecError`; never writes anything."""
+    path = Path(path).resolve()
+    data = read_spec_yaml(path)
+    try:
+        spec = SweepSpec.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        raise SpecError(_format_spec_error(exc, path, data)) from None
+    _check_semantics(spec)
+    normalised = {"spec": spec.model_dump(mode="json", exclude={"path", "spec_hash"}), "base": spec.base_tree}
+    for name, prof in spec.profiles.items():
+        if prof.base:
+            normalised[f"profile_base:{name}"] = load_tree(spec._relative(prof.base))
+    digest = hashlib.sha256(json.dumps(normalised, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return spec.model_copy(update={"spec_hash": digest})
+
+
+def _format_spec_error(exc: ValidationError, path: Path, data: Mapping[str, Any]) -> str:
+    lines = [f"{path}: invalid sweep spec"]
+    for err in exc.errors():
+        loc = list(err["loc"])
+        where = ".".join(str(p) for p in loc) or "<top level>"
+        if loc[:1] == ["schemes"] and len(loc) > 1 and isinstance(loc[1], int):
+            schemes = data.get("schemes") or []
+            item = schemes[loc[1]] if loc[1] < len(schemes) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            where = f"scheme {name or '#' + str(loc[1])!r}: field {'.'.join(map(str, loc[2:])) or '<scheme>'}"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown field")
+        else:
+            lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _check_semantics(spec: SweepSpec) -> None:
+    where = spec.path
+    names = spec.scheme_names
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SpecError(f"{where}: duplicate scheme name(s): {', '.join(dupes)}; every scheme needs its own name")
+    if spec.baseline is not None and spec.baseline not in names:
+        raise SpecError(f"{where}: baseline {spec.baseline!r} is not a scheme; schemes: {', '.join(names)}")
+    missing = [p for p in ("smoke", "paper") if p not in spec.profiles]
+    if missing:
+        raise SpecError(f"{where}: profiles must include 'smoke' and 'paper'; missing: {', '.join(missing)}")
+    if len(set(spec.seeds)) != len(spec.seeds):
+        raise SpecError(f"{where}: field 'seeds' repeats a seed: {spec.seeds}")
+    valid_metrics = METRIC_NAMES + COMPLEXITY_METRICS
+    for m in [spec.metrics.primary, *spec.metrics.columns]:
+        if m not in valid_metrics:
+            raise SpecError(f"{where}: metrics: unknown metric {m!r}; expected one of {', '.join(valid_metrics)}")
+    try:
+        base_tree = spec.base_tree
+    except ConfigError as exc:
+        raise SpecError(f"{where}: field 'base': {exc}") from None
+    del base_tree
+    for name, prof in spec.profiles.items():
+        if prof.base and not spec._relative(prof.base).is_file():
+            raise SpecError(f"{where}: profile {name!r}: field 'base': file {prof.base!r} not found "
+                            f"(looked at {spec._relative(prof.base)})")
+    _check_keys(where, "spec-level 'overrides'", spec.overrides)
+    for name, prof in spec.profiles.items():
+        _check_keys(where, f"profile {name!r}", prof.overrides)
+    for s in spec.schemes:
+        _check_keys(where, f"scheme {s.name!r}", s.overrides)
+    if spec.search is not None:
+        _check_keys(where, "search space", spec.search.space)
+        if spec.search.scheme is not None and spec.search.scheme not in names:
+            raise SpecError(f"{where}: search.scheme {spec.search.scheme!r} is not a scheme")
+    # Types: build every scheme under every profile (cheap: no I/O beyond the base files).
+    for s in spec.schemes:
+        for prof in spec.profiles:
+            spec.resolve(s.name, spec.seeds_for(prof)[0], prof)
+
+
+def _check_keys(where: Path, owner: str, overrides: Mapping[str, Any]) -> None:
+    for key in overrides:
+        try:
+            check_key(str(key))
+        except ConfigError as exc:
+            raise SpecError(f"{where}: {owner}: {exc}") from None
+
+
+def _explain(
+    exc: ValidationError, prefix: str, spec: SweepSpec, scheme: str, profile: str, extra: Mapping[str, Any] | None
+) -> str:
+    """Name the override that set each bad key (scheme, profile, spec or base file) and what was expected."""
+    owners = [
+        (f"--set", extra or {}),
+        (f"profile {profile!r} overrides", spec.profile(profile).overrides),
+        (f"scheme {scheme!r} overrides", spec.scheme(scheme).overrides),
+        ("spec-level overrides", spec.overrides),
+    ]
+    lines = [f"{prefix}: invalid configuration"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        owner = next((o for o, ov in owners if any(key == k or key.startswith(k + ".") for k in ov)), "base file")
+        got = err.get("input")
+        if isinstance(got, float) and math.isnan(got):
+            got = "nan"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  key {key!r} (from {owner}): unknown key")
+        else:
+            lines.append(f"  key {key!r} (from {owner}): expected {err['msg'][0].lower()}{err['msg'][1:]}; got {got!r}")
+    return "\n".join(lines)
+
+
+def table_rows(spec: SweepSpec, profile: str, seeds: list[int] | None = None) -> list[dict[str, Any]]:
+    """(scheme, seed, {overridden key: resolved value}) rows for ``--dry-run``."""
+    rows = []
+    for s in spec.schemes:
+        for seed in seeds if seeds is not None else spec.seeds_for(profile):
+            flat = spec.resolve(s.name, seed, profile).to_flat_dict()
+            rows.append({"scheme": s.name, "seed": seed, "values": {k: flat.get(k) for k in spec.overridden_keys(s.name)}})
+    return rows

@@ -1,0 +1,290 @@
+"""Self-supervised training loop (iteration-based, as the paper counts iterations).
+
+``train(cfg, callbacks)`` builds the depth and pose networks, the objective (L_cr, L_py and/or L_apx
+from ``cfg.loss``), AdamW and a learning-rate schedule, then runs ``cfg.train.iterations`` steps on
+3-frame snippets, driving the drop-rate schedules of eq. 5 from the iteration.  Every step is a pure
+function of (seed, iteration, state): the data order comes from a per-epoch seeded permutation and the
+random state is re-seeded from (seed, iteration) before each step, so a run resumed from a checkpoint
+continues exactly as the uninterrupted run would have.  Checkpoints are written atomically.
+
+The trainer knows nothing of MLflow: anything that wants numbers passes a callback implementing any of
+``on_step(iteration, scalars)``, ``on_eval(iteration, metrics)`` and ``on_end(result)``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from fadepth.checkpoint import config_of, load_checkpoint, save_checkpoint
+from fadepth.config import ExperimentConfig, dump_config
+from fadepth.models import build_depth_model, build_pose_model
+from fadepth.schedules import apply_drop_rates
+from fadepth.utils import resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+METRIC_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the run cannot continue."""
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, float]
+    checkpoint: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    iterations: int = 0
+    seconds: float = 0.0
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, optionally starting part-way (for exact resume)."""
+
+    def __init__(self, size: int, seed: int, epoch: int = 0, start: int = 0):
+        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=gen).tolist()
+        return iter(order[self.start :])
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+def batches(dataset, cfg: ExperimentConfig, start_iteration: int) -> Iterator[dict[str, Any]]:
+    """An endless stream of training batches, positioned at `start_iteration`."""
+    per_epoch = len(dataset) // cfg.train.batch_size
+    if per_epoch == 0:
+        raise ValueError(
+            f"training set has {len(dataset)} snippets, fewer than one batch of {cfg.train.batch_size}"
+        )
+    epoch, skip = divmod(start_iteration, per_epoch)
+    while True:
+        sampler = EpochSampler(len(dataset), cfg.train.seed, epoch, skip * cfg.train.batch_size)
+        loader = DataLoader(
+            dataset,
+            batch_size=cfg.train.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=cfg.data.num_workers,
+            persistent_workers=False,
+        )
+        yield from loader
+        epoch, skip = epoch + 1, 0
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig):
+    total = max(cfg.train.iterations, 1)
+    kind = cfg.optim.scheduler
+    if kind == "step":
+        milestone = max(1, int(total * cfg.optim.step_fraction))
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [milestone], gamma=cfg.optim.gamma)
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def step_seed(seed: int, iteration: int) -> int:
+    return (seed * 1_000_003 + iteration * 7919) % (2**31 - 1)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _call(callbacks: Sequence[Any], hook: str, *args) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, hook, None)
+        if fn is not None:
+            fn(*args)
+
+
+class Trainer:
+    """Owns the networks, objective, optimiser and loop state of one run."""
+
+    def __init__(self, cfg: ExperimentConfig, callbacks: Iterable[Any] = ()):
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.device = resolve_device(cfg.train.device)
+        self.out_dir = Path(cfg.train.out_dir)
+        seed_everything(cfg.train.seed)
+        if cfg.train.deterministic and self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        self.depth_net = self._build_depth_net().to(self.device)
+        self.pose_net = build_pose_model(cfg.model).to(self.device)
+
+        from fadepth.losses import build_objective  # heavy imports kept out of module import
+
+        self.objective = build_objective(cfg, self.depth_net, self.device).to(self.device)
+        params = [p for m in (self.depth_net, self.pose_net, self.objective) for p in m.parameters()]
+        params = [p for p in params if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+        )
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.iteration = 0
+        self.history: list[dict[str, float]] = []
+
+    def _build_depth_net(self) -> torch.nn.Module:
+        """Random init, or weights from `model.init_checkpoint` (ETM#: a trained plain SmallDepth)."""
+        mc = self.cfg.model
+        if mc.init_checkpoint is None:
+            return build_depth_model(mc)
+        init = load_checkpoint(mc.init_checkpoint)
+        state = init["model"]
+        if mc.etm.enabled and not config_of(init).model.etm.enabled:
+            # ETM# (Table VI): load the trained plain net, then wrap its convs so every ETM shape
+            # starts from the trained K x K kernel (etm.init='largest').
+            from fadepth.models.etm import convert_to_etm
+
+            plain_cfg = mc.model_copy(update={"etm": mc.etm.model_copy(update={"enabled": False})})
+            plain = build_depth_model(plain_cfg)
+            plain.load_state_dict(state)
+            e = mc.etm
+            return convert_to_etm(plain, pb_t=e.pb_t, r1=e.r1, r2=e.r2 if e.dropconv else 0.0,
+                                  init=e.init, dropconv=e.dropconv, variance=e.variance)
+        net = build_depth_model(mc)
+        net.load_state_dict(state)
+        return net
+
+    # --------------------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.depth_net.state_dict(),
+            "pose": self.pose_net.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "iteration": self.iteration,
+            "history": self.history,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            "config": self.cfg.model_dump(mode="json"),
+        }
+
+    def save(self) -> Path:
+        return save_checkpoint(self.checkpoint_path, self.state())
+
+    def try_resume(self) -> bool:
+        if not self.checkpoint_path.is_file():
+            return False
+        state = load_checkpoint(self.checkpoint_path)
+        if state["config"] != self.cfg.model_dump(mode="json"):
+            raise RuntimeError(
+                f"{self.checkpoint_path}: checkpoint was written by a different configuration; "
+                "use another train.out_dir or pass resume=False to start over"
+            )
+        self.depth_net.load_state_dict(state["model"])
+        self.pose_net.load_state_dict(state["pose"])
+        self.objective.load_state_dict(state.get("objective", {}))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.iteration = int(state["iteration"])
+        self.history = list(state.get("history", []))
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        log.info("resumed %s at iteration %d", self.checkpoint_path, self.iteration)
+        return True
+
+    # ---------------------------------------------------------------------------------- loop
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        cfg = self.cfg
+        seed_everything(step_seed(cfg.train.seed, self.iteration))
+        apply_drop_rates(self.depth_net, self.iteration, cfg.train.iterations, cfg.model)
+        self.depth_net.train()
+        self.pose_net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.objective(self.depth_net, self.pose_net, to_device(batch, self.device))
+        loss_value = float(out.loss.detach()) if out.loss is not None else float(out.terms.get("total", math.nan))
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(f"loss is {loss_value} at iteration {self.iteration}")
+        if not out.backward_done:
+            out.loss.backward()
+        if cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], cfg.optim.grad_clip
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.iteration += 1
+        scalars = {k: float(v) for k, v in out.terms.items()}
+        scalars["loss"] = loss_value
+        scalars["lr"] = self.optimizer.param_groups[0]["lr"]
+        return scalars
+
+    def fit(self, resume: bool = True) -> TrainResult:
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, self.out_dir / "config.yaml")
+        if resume:
+            self.try_resume()
+        from fadepth.data import build_dataset
+
+        t0 = time.perf_counter()
+        total = cfg.train.iterations
+        if self.iteration < total:
+            dataset = build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled)
+            stream = batches(dataset, cfg, self.iteration)
+            bar = _progress(total, self.iteration, enabled=cfg.train.progress)
+            for batch in stream:
+                if self.iteration >= total:
+                    break
+                scalars = self.train_step(batch)
+                bar.update(1)
+                if self.iteration % cfg.train.log_every == 0 or self.iteration == total:
+                    self.history.append({"iteration": self.iteration, **scalars})
+                    bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+                _call(self.callbacks, "on_step", self.iteration, scalars)
+                if cfg.train.val_every and self.iteration % cfg.train.val_every == 0 and self.iteration < total:
+                    _call(self.callbacks, "on_eval", self.iteration, self.evaluate("val"))
+                if cfg.train.checkpoint_every and self.iteration % cfg.train.checkpoint_every == 0:
+                    self.save()
+            bar.close()
+        checkpoint = self.save()
+        metrics = self.evaluate("test")
+        _call(self.callbacks, "on_eval", self.iteration, metrics)
+        result = TrainResult(metrics, checkpoint, self.history, self.iteration, time.perf_counter() - t0)
+        _call(self.callbacks, "on_end", result)
+        return result
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "test") -> dict[str, float]:
+        from fadepth.data import build_test_set
+        from fadepth.evaluation import evaluate_model
+
+        eval_cfg = self.cfg.eval if split == "test" else self.cfg.eval.model_copy(update={"split": split})
+        test_set = build_test_set(self.cfg.data, eval_cfg)
+        return evaluate_model(self.depth_net, test_set, align=eval_cfg.align, device=self.device)
+
+
+def _progress(total: int, start: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, desc="train", unit="it", disable=not enabled, dynamic_ncols=True)
+
+
+def train(cfg: ExperimentConfig, callbacks: Iterable[Any] = (), resume: bool = True) -> TrainResult:
+    """Train (or resume) one run described by `cfg`; returns final test metrics and the checkpoint."""
+    return Trainer(cfg, callbacks).fit(resume=resume)

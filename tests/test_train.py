@@ -1,0 +1,105 @@
+"""Trainer: runs, checkpoints atomically, resumes exactly, and the CLI chain train -> eval -> predict."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fadepth.checkpoint import CheckpointError, load_checkpoint, load_model
+from fadepth.config import load_config
+from fadepth.train import NonFiniteLossError, Trainer, train
+
+TINY = [
+    "data.height=32", "data.width=96", "train.batch_size=2", "train.progress=false",
+    "data.synthetic.train_sequences=1", "data.synthetic.test_sequences=1",
+    "data.synthetic.frames_per_sequence=6", "eval.max_images=2", "train.log_every=1",
+]
+
+
+def tiny_cfg(tmp_path, iterations=3, extra=()):
+    return load_config(overrides=TINY + [f"train.iterations={iterations}", f"train.out_dir={tmp_path}", *extra])
+
+
+def test_train_writes_checkpoint_and_metrics(tmp_path):
+    seen = []
+
+    class Recorder:
+        def on_step(self, it, scalars):
+            seen.append((it, scalars["loss"]))
+
+    result = train(tiny_cfg(tmp_path), callbacks=[Recorder()])
+    assert [it for it, _ in seen] == [1, 2, 3]
+    assert all(np.isfinite(v) for _, v in seen)
+    assert set(result.metrics) >= {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"}
+    state = load_checkpoint(result.checkpoint)
+    assert state["iteration"] == 3 and (tmp_path / "config.yaml").is_file()
+    assert not list(tmp_path.glob(".*.tmp")), "no temporary files left behind"
+
+
+def test_resume_continues_exactly_where_an_interrupted_run_stopped(tmp_path):
+    reference = train(tiny_cfg(tmp_path / "full", iterations=4), resume=False).history
+
+    class Crash:
+        def on_step(self, it, scalars):
+            if it == 3:
+                raise KeyboardInterrupt  # the checkpoint of iteration 2 is on disk
+
+    cfg = tiny_cfg(tmp_path / "part", iterations=4, extra=["train.checkpoint_every=2"])
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[Crash()])
+    assert load_checkpoint(tmp_path / "part" / "checkpoint.pt")["iteration"] == 2
+    resumed = train(cfg).history
+    assert [h["iteration"] for h in resumed] == [1, 2, 3, 4]
+    assert [h["loss"] for h in resumed] == pytest.approx([h["loss"] for h in reference], rel=1e-5)
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    train(tiny_cfg(tmp_path, iterations=1))
+    with pytest.raises(RuntimeError, match="different configuration"):
+        train(tiny_cfg(tmp_path, iterations=1, extra=["optim.lr=1e-3"]))
+
+
+def test_nan_loss_raises(tmp_path, monkeypatch):
+    t = Trainer(tiny_cfg(tmp_path, iterations=1))
+    original = t.objective.forward
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(t.objective, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError):
+        t.fit(resume=False)
+
+
+def test_load_model_and_bad_checkpoint(tmp_path):
+    result = train(tiny_cfg(tmp_path, iterations=1))
+    net, cfg = load_model(result.checkpoint)
+    assert not net.training and cfg.data.height == 32
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        load_model(bad)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_cli_train_eval_predict(tmp_path):
+    from PIL import Image
+
+    from fadepth.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "train.iterations=2", f"train.out_dir={out}", "--json", str(tmp_path / "m.json")]) == 0
+    ckpt = out / "checkpoint.pt"
+    assert json.loads((tmp_path / "m.json").read_text())["metrics"]["abs_rel"] > 0
+    assert main(["eval", "--checkpoint", str(ckpt), "--json", str(tmp_path / "e.json")]) == 0
+    assert "a1" in json.loads((tmp_path / "e.json").read_text())
+    img = tmp_path / "frame.png"
+    Image.fromarray((np.random.rand(40, 100, 3) * 255).astype(np.uint8)).save(img)
+    assert main(["predict", "--checkpoint", str(ckpt), str(img), "--out", str(tmp_path / "pred")]) == 0
+    disp_png = tmp_path / "pred" / "frame_disp.png"
+    depth = np.load(tmp_path / "pred" / "frame_depth.npy")
+    assert disp_png.is_file() and depth.shape == (40, 100) and np.all(depth > 0)
+    assert main(["train", "model.nonsense=1"]) == 2
