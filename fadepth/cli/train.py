@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(cfg, resume=not args.no_resume)
     print(f"checkpoint: {result.checkpoint}")
-    print(format_row(result.metrics))
+    print(format_row(result.metrics, header=True))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"metrics": result.metrics, "checkpoint": str(result.checkpoint)}, fh, indent=2)

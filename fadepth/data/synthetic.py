@@ -55,48 +55,79 @@ def _pixel_rays(K: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([(j - K[0, 2]) / K[0, 0], (i - K[1, 2]) / K[1, 1], np.ones_like(j)], axis=-1)
 
 
+_CORNER_BITS = np.array(list(np.ndindex(2, 2, 2)), bool)  # (8, 3)
+_EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8)
+                   if np.sum(_CORNER_BITS[a] != _CORNER_BITS[b]) == 1])  # (12, 2)
+
+
 def _box_rects(scene: Scene, R, c, K, height, width):
-    """Yield (box index, row slice, col slice) of the image rectangle each visible box can cover."""
-    corners = np.stack([np.where(np.array(m)[None, :], scene.hi, scene.lo) for m in np.ndindex(2, 2, 2)], 1)
-    cam = (corners - c) @ R  # (N, 8, 3): R^T (p - c)
-    z = cam[..., 2]
-    for b in np.flatnonzero(z.max(1) > NEAR):
-        if z[b].min() > NEAR:
-            u = K[0, 0] * cam[b, :, 0] / z[b] + K[0, 2]
-            v = K[1, 1] * cam[b, :, 1] / z[b] + K[1, 2]
-            j0, j1 = max(int(np.floor(u.min())), 0), min(int(np.ceil(u.max())) + 1, width)
-            i0, i1 = max(int(np.floor(v.min())), 0), min(int(np.ceil(v.max())) + 1, height)
-            if j0 >= j1 or i0 >= i1:
-                continue
-            yield b, slice(i0, i1), slice(j0, j1)
-        else:  # straddles the camera plane: test the whole image (conservative)
-            yield b, slice(0, height), slice(0, width)
+    """Yield (box index, nearest z, row slice, col slice) for every box that may be visible.
+
+    The rectangle bounds the projection of the box clipped to the plane z = NEAR (each of its 12
+    edges is clipped), so boxes beside or behind the camera get a tight rectangle too.
+    """
+    corners = np.where(_CORNER_BITS[None], scene.hi[:, None], scene.lo[:, None])  # (N, 8, 3)
+    cam = (corners - c) @ R  # R^T (p - c)
+    a, b = cam[:, _EDGES[:, 0]], cam[:, _EDGES[:, 1]]  # (N, 12, 3)
+    za, zb = a[..., 2:], b[..., 2:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = a + np.clip((NEAR - za) / (zb - za), 0.0, 1.0) * (b - a)
+    edge_kept = ((za >= NEAR) | (zb >= NEAR))[..., 0]  # (N, 12)
+    pts = np.concatenate([np.where(za < NEAR, cross, a), np.where(zb < NEAR, cross, b)], 1)  # (N, 24, 3)
+    keep = np.concatenate([edge_kept, edge_kept], 1)
+    zp = np.maximum(pts[..., 2], NEAR)
+    u = K[0, 0] * pts[..., 0] / zp + K[0, 2]
+    v = K[1, 1] * pts[..., 1] / zp + K[1, 2]
+    u0, u1 = np.where(keep, u, np.inf).min(1), np.where(keep, u, -np.inf).max(1)
+    v0, v1 = np.where(keep, v, np.inf).min(1), np.where(keep, v, -np.inf).max(1)
+    z = np.where(keep, pts[..., 2], np.inf)
+    visible = keep.any(1)
+    z_near = z.min(1)
+    for box in np.argsort(z_near):
+        if not visible[box]:
+            continue
+        j0, j1 = int(np.clip(np.floor(u0[box]), 0, width)), int(np.clip(np.ceil(u1[box]) + 1, 0, width))
+        i0, i1 = int(np.clip(np.floor(v0[box]), 0, height)), int(np.clip(np.ceil(v1[box]) + 1, 0, height))
+        if j0 < j1 and i0 < i1:
+            yield box, z_near[box], slice(i0, i1), slice(j0, j1)
 
 
 def _cast(scene: Scene, pose: np.ndarray, K: np.ndarray, rays_cam: np.ndarray):
-    """Nearest hit per pixel: z-depth t (inf = sky), object id (-1 road, -2 sky, >=0 box), face axis."""
+    """Nearest hit per pixel: z-depth t (inf = sky), object id (-1 road, -2 sky, >=0 box), face axis.
+
+    Boxes are visited front to back; a box whose nearest point is farther than every depth
+    already found in its rectangle is skipped (fully occluded).
+    """
     height, width = rays_cam.shape[:2]
     R, c = pose[:3, :3], pose[:3, 3]
-    d = rays_cam @ R.T
-    t = np.full((height, width), np.inf)
+    d = (rays_cam @ R.T).astype(np.float32)
+    t = np.full((height, width), np.inf, np.float32)
     obj = np.full((height, width), -2, np.int64)
     axis = np.zeros((height, width), np.int64)
     down = d[..., 1] > 1e-9
     t[down] = -c[1] / d[..., 1][down]
     obj[down], axis[down] = -1, 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = 1.0 / d
-        for b, rows, cols in _box_rects(scene, R, c, K, height, width):
-            inv_b = inv[rows, cols]
-            t1, t2 = (scene.lo[b] - c) * inv_b, (scene.hi[b] - c) * inv_b
-            tmin = np.minimum(t1, t2)
-            t_near = tmin.max(-1)
-            t_far = np.maximum(t1, t2).min(-1)
-            t_view, obj_view, axis_view = t[rows, cols], obj[rows, cols], axis[rows, cols]
+    lo, hi = (scene.lo - c).astype(np.float32), (scene.hi - c).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv = np.ascontiguousarray((1.0 / d).transpose(2, 0, 1))  # (3, H, W): one plane per axis
+        for b, z_near, rows, cols in _box_rects(scene, R, c, K, height, width):
+            t_view = t[rows, cols]
+            if z_near >= t_view.max():
+                continue
+            slabs = []
+            for k in range(3):
+                inv_k = inv[k, rows, cols]
+                t1, t2 = lo[b, k] * inv_k, hi[b, k] * inv_k
+                slabs.append((np.minimum(t1, t2), np.maximum(t1, t2)))
+            t_near = np.maximum(np.maximum(slabs[0][0], slabs[1][0]), slabs[2][0])
+            t_far = np.minimum(np.minimum(slabs[0][1], slabs[1][1]), slabs[2][1])
             hit = (t_near <= t_far) & (t_near > NEAR) & (t_near < t_view)
+            if not hit.any():
+                continue
             t_view[hit] = t_near[hit]
-            obj_view[hit] = b
-            axis_view[hit] = tmin.argmax(-1)[hit]
+            obj[rows, cols][hit] = b
+            face = np.where(t_near == slabs[0][0], 0, np.where(t_near == slabs[1][0], 1, 2))
+            axis[rows, cols][hit] = face[hit]
     return d, t, obj, axis
 
 
@@ -104,27 +135,28 @@ def _shade(scene: Scene, c, d, t, obj, axis, focal: float) -> np.ndarray:
     """Colour of every pixel from world-fixed textures, a Lambertian sun and the sequence gain."""
     d, t, obj, axis = d.reshape(-1, 3), t.ravel(), obj.ravel(), axis.ravel()
     color = np.zeros((len(t), 3), np.float32)
-    sky = obj == -2
-    color[sky] = tex.sky(d[sky], scene.seed)
-    solid = ~sky
-    ds, ts, ax = d[solid], t[solid], axis[solid]
-    p = c + ts[:, None] * ds
-    n_dot_d = np.abs(np.take_along_axis(ds, ax[:, None], 1)[:, 0])
-    norm = np.linalg.norm(ds, axis=1)
-    fp = (ts * norm / focal * norm / np.maximum(n_dot_d, 0.15 * norm)).astype(np.float32)
+    sky = np.flatnonzero(obj == -2)
+    if len(sky):
+        color[sky] = tex.sky(d[sky], scene.seed)
+    solid = np.flatnonzero(obj != -2)
+    ds, ts, ax, ob = d[solid], t[solid], axis[solid], obj[solid]
+    p = c.astype(np.float32) + ts[:, None] * ds
+    d_ax = np.take_along_axis(ds, ax[:, None], 1)[:, 0]
+    norm = np.sqrt((ds * ds).sum(1))
+    fp = ts * norm * norm / (focal * np.maximum(np.abs(d_ax), 0.15 * norm))
     normal = np.zeros_like(ds)
-    np.put_along_axis(normal, ax[:, None], -np.sign(np.take_along_axis(ds, ax[:, None], 1)), 1)
-    shade = (0.55 + 0.5 * np.clip(normal @ scene.sun, 0.0, None)).astype(np.float32)
-    ob = obj[solid]
-    col = np.zeros((len(ts), 3), np.float32)
-    road = ob == -1
+    np.put_along_axis(normal, ax[:, None], -np.sign(d_ax)[:, None], 1)
+    shade = 0.55 + 0.5 * np.clip(normal @ scene.sun.astype(np.float32), 0.0, None)
+    col = np.empty((len(ts), 3), np.float32)
+    road = np.flatnonzero(ob == -1)
     col[road] = tex.road(p[road], fp[road], scene.road_half, scene.seed)
     u, v = tex.face_coords(p, ax)
-    for material, fn in ((FACADE, tex.facade), (CAR, tex.car), (PLAIN, tex.plain)):
-        m = (ob >= 0) & (scene.material[np.maximum(ob, 0)] == material)
-        if m.any():
+    material = np.where(ob >= 0, scene.material[np.maximum(ob, 0)], -1)
+    for kind, fn in ((FACADE, tex.facade), (CAR, tex.car), (PLAIN, tex.plain)):
+        m = np.flatnonzero(material == kind)
+        if len(m):
             ids = ob[m]
-            col[m] = fn(u[m], v[m], fp[m], scene.color[ids], scene.tex_seed[ids])
+            col[m] = fn(u[m], v[m], fp[m], scene.color[ids], scene.tex_seed[ids] & 0xFFFF)
     color[solid] = col * shade[:, None]
     return np.clip(color * scene.gain, 0.0, 1.0)
 

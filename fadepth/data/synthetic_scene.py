@@ -43,7 +43,7 @@ def _buildings(rng, boxes, side: int, x_front: float, z0: float, z1: float) -> N
             z += rng.uniform(4.0, 10.0)
             continue
         front = x_front + rng.uniform(0.0, 2.5)
-        height = rng.uniform(5.0, 22.0)
+        height = rng.uniform(4.0, 16.0)
         xs = sorted([side * front, side * (front + 10.0)])
         color = rng.uniform(0.35, 0.85, 3) * np.array([1.0, 0.9, 0.8]) ** rng.uniform(0, 2)
         _add(boxes, [xs[0], -height, z], [xs[1], 0.0, z + length], FACADE, color)
@@ -86,8 +86,8 @@ def make_scene(seed_seq: list[int], frames: int, speed: float) -> Scene:
         _buildings(rng, boxes, side, road_half + sidewalk, z0, z_end)
         _street_furniture(rng, boxes, side, road_half, z0 + 5.0, z_end - 5.0)
         xs = sorted([side * 35.0, side * 37.0])  # back wall, seen through gaps between buildings
-        _add(boxes, [xs[0], -25.0, z0], [xs[1], 0.0, z_end], FACADE, rng.uniform(0.4, 0.8, 3))
-    _add(boxes, [-40.0, -rng.uniform(15.0, 30.0), z_end], [40.0, 0.0, z_end + 2.0], FACADE, rng.uniform(0.4, 0.8, 3))
+        _add(boxes, [xs[0], -12.0, z0], [xs[1], 0.0, z_end], FACADE, rng.uniform(0.4, 0.8, 3))
+    _add(boxes, [-40.0, -rng.uniform(8.0, 16.0), z_end], [40.0, 0.0, z_end + 2.0], FACADE, rng.uniform(0.4, 0.8, 3))
     lo, hi, material, color = (np.stack([b[i] for b in boxes]) for i in range(4))
     sun = np.array([rng.uniform(-1, 1), -rng.uniform(0.5, 1.5), rng.uniform(-1, 1)])
     lane = rng.uniform(-1.0, 1.0) * min(1.2, road_half - 3.0)

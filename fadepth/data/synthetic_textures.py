@@ -14,7 +14,7 @@ import numpy as np
 _TABLE_BITS = 10
 _MASK = (1 << _TABLE_BITS) - 1
 _rng = np.random.default_rng(20240607)
-_PERM = _rng.permutation(1 << _TABLE_BITS).astype(np.int64)
+_PERM = _rng.permutation(1 << _TABLE_BITS).astype(np.int32)
 _VALUES = _rng.random(1 << _TABLE_BITS).astype(np.float32)
 
 
@@ -33,7 +33,7 @@ def value_noise(u: np.ndarray, v: np.ndarray, freq: float, seed) -> np.ndarray:
     fx, fy = x - x0, y - y0
     fx = fx * fx * (3.0 - 2.0 * fx)
     fy = fy * fy * (3.0 - 2.0 * fy)
-    ix, iy = x0.astype(np.int64), y0.astype(np.int64)
+    ix, iy = x0.astype(np.int32), y0.astype(np.int32)
     row0 = _PERM[(ix + seed) & _MASK]
     row1 = _PERM[(ix + 1 + seed) & _MASK]
     a, b = _VALUES[_PERM[(row0 + iy) & _MASK]], _VALUES[_PERM[(row1 + iy) & _MASK]]
@@ -87,7 +87,7 @@ def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 def road(p: np.ndarray, fp: np.ndarray, road_half: float, seed: int) -> np.ndarray:
     """Asphalt with dashed centre line and solid edge lines; paved sidewalk beyond the road."""
     x, z = p[:, 0], p[:, 2]
-    grain = fbm(x, z, fp, 3.0, 4, seed)
+    grain = fbm(x, z, fp, 3.0, 3, seed)
     patches = value_noise(x, z, 0.25, seed + 11)
     asphalt = (0.22 + 0.16 * grain + 0.10 * patches)[:, None] * np.array([1.0, 1.0, 1.05], np.float32)
     w_x = fp / 0.16
@@ -97,7 +97,7 @@ def road(p: np.ndarray, fp: np.ndarray, road_half: float, seed: int) -> np.ndarr
     paint = np.clip(centre + edge, 0.0, 1.0) * (0.6 + 0.4 * grain)
     color = _mix(asphalt, np.full_like(asphalt, 0.85), paint)
     tiles = 1.0 - 0.35 * (1.0 - pulse(x / 0.6, 0.06, 1.0, fp / 0.6) * pulse(z / 0.6, 0.06, 1.0, fp / 0.6))
-    side = (0.45 + 0.2 * fbm(x, z, fp, 2.0, 3, seed + 5))[:, None] * np.array([1.0, 0.95, 0.85], np.float32)
+    side = (0.45 + 0.2 * fbm(x, z, fp, 2.0, 2, seed + 5))[:, None] * np.array([1.0, 0.95, 0.85], np.float32)
     side = side * tiles[:, None]
     on_side = np.clip((np.abs(x) - road_half) / np.maximum(fp, 1e-3) + 0.5, 0.0, 1.0)
     return _mix(color, side, on_side)
@@ -108,7 +108,7 @@ def facade(u, v, fp, base: np.ndarray, seed: np.ndarray) -> np.ndarray:
     s = seed
     bay = 2.0 + 1.5 * _hash(seed, 3, 17)
     bricks = pulse(v / 0.25, 0.1, 1.0, fp / 0.25) * pulse(u / 0.6 + 0.5 * (np.floor(v / 0.25) % 2), 0.05, 1.0, fp / 0.6)
-    wall = base * (0.7 + 0.25 * bricks + 0.35 * (fbm(u, v, fp, 1.5, 4, s) - 0.5))[:, None]
+    wall = base * (0.7 + 0.25 * bricks + 0.35 * (fbm(u, v, fp, 1.5, 3, s) - 0.5))[:, None]
     win = pulse(u / bay, 0.25, 0.75, fp / bay) * pulse(v / 3.0, 0.25, 0.7, fp / 3.0)
     glass = (0.12 + 0.25 * fbm(u, v, fp, 0.7, 3, s + 1))[:, None] * np.array([0.8, 0.9, 1.0], np.float32)
     return _mix(wall, glass, win)
@@ -117,9 +117,9 @@ def facade(u, v, fp, base: np.ndarray, seed: np.ndarray) -> np.ndarray:
 def car(u, v, fp, base: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """Painted body, dark window band in the upper part, a little dirt noise."""
     s = seed
-    body = base * (0.8 + 0.4 * (fbm(u, v, fp, 4.0, 3, s) - 0.5))[:, None]
+    body = base * (0.8 + 0.4 * (fbm(u, v, fp, 4.0, 2, s) - 0.5))[:, None]
     height_frac = np.clip((-v - 0.9) / np.maximum(fp, 1e-3), 0.0, 1.0)  # y is down: -v is height
-    glass = np.full_like(body, 0.1) + 0.1 * fbm(u, v, fp, 2.0, 2, s + 3)[:, None]
+    glass = np.full_like(body, 0.15) + 0.25 * fbm(u, v, fp, 2.0, 2, s + 3)[:, None]
     return _mix(body, glass, height_frac)
 
 
@@ -127,7 +127,7 @@ def plain(u, v, fp, base: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """Poles and crates: base colour modulated by noise and fine stripes."""
     s = seed
     stripes = pulse(v / 0.3, 0.0, 0.5, fp / 0.3)
-    return base * (0.7 + 0.2 * stripes + 0.4 * (fbm(u, v, fp, 6.0, 3, s) - 0.5))[:, None]
+    return base * (0.7 + 0.2 * stripes + 0.4 * (fbm(u, v, fp, 6.0, 2, s) - 0.5))[:, None]
 
 
 def sky(d: np.ndarray, seed: int) -> np.ndarray:

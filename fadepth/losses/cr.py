@@ -31,7 +31,8 @@ Decisions
    source's finest feature sampled with the scale-0 grid resized to the feature resolution; min over sources,
    auto-mask with the identity feature error, W and validity exactly like L_p, both directions. Features are
    *detached* (stop-gradient): the term trains depth and pose through the sampling grid only, which rules out
-   the trivial constant-feature solution.
+   the trivial constant-feature solution. All maps of a snippet are divided by the target feature's
+   per-sample mean |f|, so lambda_f means the same for BN (SmallDepth) and ELU (monodepth2) features.
 6. **L_s**: monodepth2 edge-aware smoothness of each scale's *native* disparity against the target image
    resized (area) to that size, scaled by 1/2^s and averaged over scales; weight lambda_s = cfg.smoothness
    (1e-3). Target frame only.
@@ -170,9 +171,9 @@ class CrLoss(nn.Module):
         if use_warp:
             inv_K = torch.linalg.inv(K)
             srcs = [(images[:, i], fid) for i, fid in sources]
-            identity = {fid: photometric_error(img, target, cfg.ssim_weight) for img, fid in srcs} if (
-                cfg.automask and use["p"]
-            ) else None
+            identity = None  # pe(source, target) without warping, for the auto-mask
+            if cfg.automask and use["p"]:
+                identity = {fid: photometric_error(img, target, cfg.ssim_weight) for img, fid in srcs}
             p_sum, d_sum, views0 = zero, zero, None
             for s in range(n_scales):
                 depth = {fid: disp_to_depth(upsample(o["disp"][s], (h, w))) for fid, o in frame_out.items()}
@@ -267,6 +268,8 @@ class CrLoss(nn.Module):
     def _feature_loss(self, frame_out, srcs, fwd, rev) -> torch.Tensor:
         """L_feat at scale 0: warped finest decoder features, weighted and masked like L_p (detached features)."""
         feats = {fid: o["dec"][0].detach() for fid, o in frame_out.items()}
+        scale = feats[0].abs().mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)  # per-sample, target frame
+        feats = {fid: f / scale for fid, f in feats.items()}
 
         def direction(tgt_fid, pairs):
             f_t = feats[tgt_fid]

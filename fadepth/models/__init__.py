@@ -2,16 +2,10 @@
 
 Depth models return ``{"disp": [4 x (B,1,h,w)] finest first, "enc": [...], "dec": [...]}``.
 """
+from fadepth.models.deploy import deploy
 from fadepth.models.registry import available, create, entry, register
 
 __all__ = ["available", "create", "entry", "register", "deploy", "disp_to_depth"]
-
-
-def deploy(model):
-    """A copy of `model` with every ETM folded into one conv and every BatchNorm into its conv."""
-    from fadepth.models.deploy import deploy as _deploy
-
-    return _deploy(model)
 
 
 def disp_to_depth(disp):

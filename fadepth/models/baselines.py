@@ -43,7 +43,8 @@ class Monodepth2Decoder(nn.Module):
     """monodepth2 DepthDecoder. For i = 4..0: ConvBlock, nearest x2 (to the skip's size), concat skip i-1,
     ConvBlock; sigmoid disparity heads at scales 0..3. Returns (disp finest first, dec features finest first)."""
 
-    def __init__(self, enc_channels: Sequence[int], dec_channels: Sequence[int] = DECODER_CHANNELS, num_scales: int = 4):
+    def __init__(self, enc_channels: Sequence[int], dec_channels: Sequence[int] = DECODER_CHANNELS,
+                 num_scales: int = 4):
         super().__init__()
         self.enc_channels, self.dec_channels, self.num_scales = list(enc_channels), list(dec_channels), num_scales
         self.upconv0 = nn.ModuleList()
@@ -72,6 +73,8 @@ class Monodepth2Decoder(nn.Module):
 
 class ResNet18Encoder(nn.Module):
     """torchvision resnet18 trunk without avgpool/FC: features after relu (H/2) and layer1..layer4."""
+
+    fuse_named_pairs = (("conv1", "bn1"),)  # bn1 follows conv1 directly (fadepth.models.deploy)
 
     def __init__(self, in_channels: int = 3):
         super().__init__()

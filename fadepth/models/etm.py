@@ -16,7 +16,6 @@ over each group's input channels, shared by all branches. Branch drops are per-s
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -151,7 +150,8 @@ class ETMConv2d(nn.Module):
             var = self._batch_variance(x, branches)
             with torch.no_grad():
                 self.running_var.lerp_(var.detach(), MOMENTUM)
-            weights = self.lambdas(var).unsqueeze(0) * branch_keep_masks(x.shape[0], self._branch_drop_rates(), x)[..., None]
+            keep = branch_keep_masks(x.shape[0], self._branch_drop_rates(), x)  # F_d^t, per sample
+            weights = self.lambdas(var).unsqueeze(0) * keep[..., None]
         else:
             weights = self.lambdas().unsqueeze(0)
         out = (branches * weights[..., None, None]).sum(1)  # eq. 15a
@@ -224,6 +224,3 @@ def fold_etm(module: nn.Module) -> nn.Module:
             fold_etm(child)
     return module
 
-
-def folded_copy(module: nn.Module) -> nn.Module:
-    return fold_etm(copy.deepcopy(module).eval())

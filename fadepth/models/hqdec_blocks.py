@@ -204,7 +204,8 @@ class AdaIEFusion(nn.Module):
     HQDec (`fixed_size`): side_i are weighted by (1,C,H,W) lambdas (init 0), the main terms summed as is.
     HQDecv2: AdaCoeff over all n terms, sum_i Theta_i X_i (a convex mix rather than a sum)."""
 
-    def __init__(self, num_side: int, num_main: int, channels: int, fixed_size: Size | None = None):
+    def __init__(self, num_side: int, num_main: int, channels: int, fixed_size: Size | None = None,
+                 coeff_expansion: int = 4):
         super().__init__()
         if fixed_size:
             self.lambdas = nn.ParameterList([nn.Parameter(torch.zeros(1, channels, *fixed_size))
@@ -212,7 +213,7 @@ class AdaIEFusion(nn.Module):
             self.coeff = None
         else:
             self.lambdas = None
-            self.coeff = AdaCoeff(num_side + num_main)
+            self.coeff = AdaCoeff(num_side + num_main, coeff_expansion)
 
     def forward(self, side: Sequence[torch.Tensor], main: Sequence[torch.Tensor]) -> torch.Tensor:
         if self.coeff is not None:
@@ -231,10 +232,11 @@ class AdaIEFusion(nn.Module):
 
 class AxialFold(nn.Module):
     """One axis of AxialNPCAS: fold the `stride` phases of rows (or columns) into channels (plus a learned
-    phase position), mix them (2 x [depthwise 3x3 + ELU + GN, SE, 1x1 + GN + ELU]), ECA, then a 3x3
-    conv c*s -> c with GN + ELU. (b,c,h,w) -> (b,c,h/s,w) for axis "h"."""
+    phase position), mix them (`mix_stages` x [depthwise 3x3 + ELU + GN, SE, 1x1 + GN + ELU]; HQDec: 2),
+    ECA, then a `reduce_kernel` conv c*s -> c with GN + ELU (HQDec: 3x3). (b,c,h,w) -> (b,c,h/s,w) for "h"."""
 
-    def __init__(self, channels: int, stride: int, axis: str, fixed_size: Size | None = None):
+    def __init__(self, channels: int, stride: int, axis: str, fixed_size: Size | None = None,
+                 mix_stages: int = 2, reduce_kernel: int = 3):
         super().__init__()
         self.stride, self.axis = stride, axis
         wide = channels * stride
@@ -242,7 +244,7 @@ class AxialFold(nn.Module):
         self.phase_pos = nn.Parameter(torch.zeros(pos_shape))
         nn.init.trunc_normal_(self.phase_pos, std=0.02)
         mix: list[nn.Module] = []
-        for _ in range(2):
+        for _ in range(mix_stages):
             mix += [nn.Conv2d(wide, wide, 3, padding=1, padding_mode="reflect", groups=wide),
                     nn.ELU(inplace=True), nn.GroupNorm(gn_groups(wide), wide), SE(wide), conv_gn_elu(wide, wide)]
         self.mix = nn.Sequential(*mix)
@@ -251,7 +253,7 @@ class AxialFold(nn.Module):
             h, w = fixed_size
             att_size = (h // stride, w) if axis == "h" else (h, w // stride)
         self.att = ECA(wide, att_size)
-        self.reduce = conv_gn_elu(wide, channels, 3)
+        self.reduce = conv_gn_elu(wide, channels, reduce_kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -267,22 +269,24 @@ class AxialDown(nn.Module):
     """AdaAxialNPCAS (stride s): ELU(a * BN(MaxPool_s(x)) + b * BN(Axial_s(x))).
 
     HQDec (`fixed_size` = input size): a = learnable (1,1,H/s,W/s) map (init 0), b = 1.
-    HQDecv2: (a, b) = AdaCoeff over the two branches (eq. 23)."""
+    HQDecv2: (a, b) = AdaCoeff over the two branches (eq. 23). `mix_stages`, `reduce_kernel`: see AxialFold."""
 
-    def __init__(self, channels: int, stride: int, fixed_size: Size | None = None):
+    def __init__(self, channels: int, stride: int, fixed_size: Size | None = None, mix_stages: int = 2,
+                 reduce_kernel: int = 3, coeff_expansion: int = 4):
         super().__init__()
         self.stride = stride
         self.pool = nn.MaxPool2d(stride, stride)
         self.bn_pool, self.bn_axial = nn.BatchNorm2d(channels), nn.BatchNorm2d(channels)
         h_size = (fixed_size[0] // stride, fixed_size[1]) if fixed_size else None
-        self.axial = nn.Sequential(AxialFold(channels, stride, "h", fixed_size),
-                                   AxialFold(channels, stride, "w", h_size))
+        fold = dict(mix_stages=mix_stages, reduce_kernel=reduce_kernel)
+        self.axial = nn.Sequential(AxialFold(channels, stride, "h", fixed_size, **fold),
+                                   AxialFold(channels, stride, "w", h_size, **fold))
         if fixed_size:
             self.param = nn.Parameter(torch.zeros(1, 1, fixed_size[0] // stride, fixed_size[1] // stride))
             self.coeff = None
         else:
             self.param = None
-            self.coeff = AdaCoeff(2)
+            self.coeff = AdaCoeff(2, coeff_expansion)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] % self.stride or x.shape[-1] % self.stride:

@@ -48,16 +48,23 @@ class OverlapSampler(nn.Module):
 class GlobalContextV2(nn.Module):
     """F_globalv2 (Fig. 3, eqs. 25a-25c): three overlapping samplings X_1..X_3 (C_3 = embed_dim), MHSA on
     the X_3 tokens (Y_3), then Y_{i-1} = F_rrlv2^i(X_i + Y_i) for i = 3, 2, 1 with F_rrlv2 = bilinear
-    resize to X_{i-1}'s size + 3x3 conv. Returns Y_0 with `out_channels` (default: the input's C_0)."""
+    resize to X_{i-1}'s size + 3x3 conv. Returns Y_0 with `out_channels` (default: the input's C_0).
+
+    The last recovery runs at the input resolution, the costliest place: when it keeps the channels and
+    `depthwise_last` is set it is a depthwise 3x3 (the 1x1 F_unsqueeze that follows in AdaRMv2 makes it
+    a separable square filter); `depthwise_last=False` gives the dense 3x3."""
 
     def __init__(self, in_channels: int, mid_channels: int, embed_dim: int, heads: int, depth: int = 2,
-                 mlp_ratio: float = 2.0, out_channels: int | None = None, pos_embed: str = "sincos"):
+                 mlp_ratio: float = 2.0, out_channels: int | None = None, pos_embed: str = "sincos",
+                 depthwise_last: bool = True):
         super().__init__()
+        out_channels = out_channels or in_channels
+        last_groups = out_channels if depthwise_last and out_channels == mid_channels else 1
         chans = [in_channels, mid_channels, mid_channels, embed_dim]
         self.samplers = nn.ModuleList(OverlapSampler(chans[i], chans[i + 1]) for i in range(3))
         self.mixer = TokenMixer(embed_dim, heads, depth, mlp_ratio, pos_embed)
         self.recover = nn.ModuleList([
-            nn.Conv2d(chans[1], out_channels or in_channels, 3, padding=1),  # Y_0: linear
+            nn.Conv2d(chans[1], out_channels, 3, padding=1, groups=last_groups),  # Y_0: linear
             conv_gn_elu(chans[2], chans[1], 3),
             conv_gn_elu(chans[3], chans[2], 3),
         ])
@@ -79,7 +86,7 @@ class AdaRMv2(nn.Module):
     with the Thetas from AdaCoeff (eq. 25e-f). Both unsqueezes end in BN + ECA, as in HQDec's AdaRM."""
 
     def __init__(self, channels: int, squeeze: int, embed_dim: int, heads: int, depth: int = 2,
-                 mlp_ratio: float = 2.0, pos_embed: str = "sincos"):
+                 mlp_ratio: float = 2.0, pos_embed: str = "sincos", coeff_expansion: int = 4):
         super().__init__()
         mid = max(1, channels // squeeze)
         self.squeeze = conv_bn(channels, mid)  # eq. (24a)
@@ -87,7 +94,7 @@ class AdaRMv2(nn.Module):
         self.local_out = nn.Sequential(conv_bn(mid, channels, act=False), ECA(channels))  # eq. (24c)
         self.global_ctx = GlobalContextV2(mid, mid, embed_dim, heads, depth, mlp_ratio, pos_embed=pos_embed)
         self.global_out = nn.Sequential(conv_bn(mid, channels, act=False), ECA(channels))  # eq. (25d)
-        self.coeff = AdaCoeff(3)
+        self.coeff = AdaCoeff(3, coeff_expansion)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = self.squeeze(x)
@@ -98,19 +105,23 @@ class AdaRMv2(nn.Module):
 
 class DAdaNRSUv2(nn.Module):
     """DAdaNRSUv2 (eq. 27), x2: X_ci = F_ci(cat[L3(X), L5(X), G(X), X]) (4C channels, every function C->C);
-    out = Theta_ip * bilinear_x2(X) + Theta_pixel * PixelShuffle_2(X_ci)."""
+    out = Theta_ip * bilinear_x2(X) + Theta_pixel * PixelShuffle_2(X_ci). L3/L5 are depthwise. G is the
+    AdaRMv2 global path: unsqueeze(F_globalv2(squeeze(X))) with C/N_sq inside and C_3 = `embed_dim`
+    (HQDecv2 default: C itself, following eq. 27's equal-channel rule)."""
 
     def __init__(self, channels: int, squeeze: int, embed_dim: int, heads: int, depth: int = 2,
-                 mlp_ratio: float = 2.0, pos_embed: str = "sincos"):
+                 mlp_ratio: float = 2.0, pos_embed: str = "sincos", coeff_expansion: int = 4):
         super().__init__()
         mid = max(1, channels // squeeze)
         self.local3 = conv_bn(channels, channels, 3, groups=channels)
         self.local5 = conv_bn(channels, channels, 5, groups=channels)
-        self.global_ctx = GlobalContextV2(channels, mid, embed_dim, heads, depth, mlp_ratio,
-                                          out_channels=channels, pos_embed=pos_embed)
+        self.global_ctx = nn.Sequential(
+            conv_bn(channels, mid),
+            GlobalContextV2(mid, mid, embed_dim, heads, depth, mlp_ratio, pos_embed=pos_embed),
+            conv_bn(mid, channels, act=False))
         wide = 4 * channels
         self.interact = nn.Sequential(SE(wide), conv_gn_elu(wide, wide))  # F_ci
-        self.coeff = AdaCoeff(2)
+        self.coeff = AdaCoeff(2, coeff_expansion)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_ci = self.interact(torch.cat([self.local3(x), self.local5(x), self.global_ctx(x), x], dim=1))

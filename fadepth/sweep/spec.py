@@ -9,7 +9,7 @@ what was expected.  It reads files only: it never creates a store or starts a ru
 
 How one run's config is built (:meth:`SweepSpec.resolve`), later layers winning:
 
-1. the ``base`` file (with its own ``base:`` chain);
+1. the full defaults of ``ExperimentConfig``, then the ``base`` file (with its own ``base:`` chain);
 2. the profile's ``base`` file, if any (e.g. ``base/smoke.yaml``: synthetic data, small size);
 3. the spec's common ``overrides``;
 4. the scheme's ``overrides``;
@@ -20,6 +20,7 @@ How one run's config is built (:meth:`SweepSpec.resolve`), later layers winning:
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -163,7 +164,10 @@ class SweepSpec(_Strict):
         self, scheme_name: str, seed: int, profile: str, extra: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         prof = self.profile(profile)
-        tree = dict(self.base_tree)
+        # Start from the full defaults: a partial section in a YAML file or an override such as
+        # `loss.pyramid.color.beta` must keep that level's own defaults (color: phi=l1, ...), which
+        # pydantic would otherwise replace by the level class's generic defaults.
+        tree = deep_merge(ExperimentConfig().model_dump(mode="json"), self.base_tree)
         if prof.base:
             tree = deep_merge(tree, load_tree(self._relative(prof.base)))
         layers = [self.overrides, self.scheme(scheme_name).overrides, prof.overrides, extra or {}]
@@ -199,6 +203,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: set = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged keys may be overridden
+            continue
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(

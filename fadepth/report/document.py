@@ -1,0 +1,101 @@
+"""``report.tex``: one LaTeX document with every table and figure built into the output folder.
+
+Each build records what it wrote in ``manifest.json`` (one entry per spec), so building the tables one at a
+time still yields one document.  Tables are ``\\input`` as written by the Styler; figures are included as
+PDF.  The document needs only booktabs, longtable, graphicx, amssymb and geometry (all in
+texlive-latex-base / -recommended) and compiles with pdflatex.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from fadepth.report.tables import latex_escape
+
+MANIFEST = "manifest.json"
+
+TEMPLATE = r"""\documentclass[10pt]{article}
+\usepackage[T1]{fontenc}
+\usepackage[utf8]{inputenc}
+\usepackage[landscape,margin=1.5cm]{geometry}
+\usepackage{booktabs}
+\usepackage{longtable}
+\usepackage{graphicx}
+\usepackage{amsmath}
+\usepackage{amssymb}
+\title{FA-Depth ablations: ours beside the paper}
+\author{fadepth report (reports/build.py)}
+\date{}
+\begin{document}
+\maketitle
+Each table shows our runs (source ours: mean $\pm$ std over the finished seeds of one profile) beside the
+paper's own rows (source paper), from the MLflow store << store >>.
+<% for entry in entries %>
+\clearpage
+\section*{<< entry.heading >>}
+{\footnotesize
+\input{<< entry.table >>}
+}
+<% for figure in entry.figures %>
+\begin{figure}[htbp]
+\centering
+\includegraphics[width=\linewidth,height=0.8\textheight,keepaspectratio]{<< figure.file >>}
+\caption{<< figure.caption >>}
+\end{figure}
+<% endfor %>
+<% endfor %>
+\end{document}
+"""
+
+
+@dataclass
+class ManifestEntry:
+    name: str
+    heading: str  # LaTeX-ready
+    order: str  # sort key: the paper table's file name (table01 ... table10), else the spec name
+    table: str  # file name of the table's .tex, relative to the output folder
+    profile: str | None = None
+    figures: list[dict[str, str]] = field(default_factory=list)  # {"file": relative pdf, "caption": LaTeX}
+
+
+def entry_for(spec, profile: str | None, table_file: Path, figures, out_dir: Path) -> ManifestEntry:
+    heading = latex_escape(spec.title or spec.name)
+    return ManifestEntry(
+        name=spec.name, heading=heading, order=spec.paper_table or spec.name, table=table_file.name,
+        profile=profile,
+        figures=[{"file": f.pdf.relative_to(out_dir).as_posix(), "caption": f.caption} for f in figures],
+    )
+
+
+def read_manifest(out_dir: Path) -> dict[str, ManifestEntry]:
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return {}
+    return {name: ManifestEntry(**entry) for name, entry in json.loads(path.read_text()).items()}
+
+
+def update_manifest(out_dir: Path, entry: ManifestEntry) -> dict[str, ManifestEntry]:
+    entries = read_manifest(out_dir)
+    entries[entry.name] = entry
+    entries = {name: e for name, e in entries.items() if (out_dir / e.table).is_file()}
+    (out_dir / MANIFEST).write_text(json.dumps({n: asdict(e) for n, e in entries.items()}, indent=2) + "\n")
+    return entries
+
+
+def render_document(entries: dict[str, ManifestEntry], store: str) -> str:
+    env = jinja2.Environment(block_start_string="<%", block_end_string="%>", variable_start_string="<<",
+                             variable_end_string=">>", comment_start_string="<#", comment_end_string="#>",
+                             autoescape=False, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    ordered = sorted(entries.values(), key=lambda e: e.order)
+    return env.from_string(TEMPLATE).render(entries=ordered, store=latex_escape(store))
+
+
+def write_document(out_dir: Path, entry: ManifestEntry, store: str) -> Path:
+    """Record ``entry`` in the manifest and rewrite ``report.tex`` with every table built so far."""
+    entries = update_manifest(out_dir, entry)
+    path = out_dir / "report.tex"
+    path.write_text(render_document(entries, store))
+    return path

@@ -1,0 +1,204 @@
+"""The MLflow side of a sweep (the layout in docs/architecture.md is a contract with fadepth/report).
+
+One experiment per spec (named ``spec.name``); one parent run per sweep (tag ``fadepth.role=sweep``, one per
+Optuna study, reused when the same command is run again); one child run per scheme x seed (tag
+``fadepth.role=run``) with the resolved config as params, curves ``train/<term>`` / ``val/<metric>``,
+final metrics under plain names, and status FINISHED only for complete runs.
+
+Everything goes through :class:`mlflow.MlflowClient` with explicit run ids: no fluent active-run state,
+so one worker process can log several runs one after the other without leaking state.
+The store, experiment and parent run are created by the launcher before any worker starts
+(concurrent first-time SQLite initialisation crashes, runner.md section 2.10).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+ROLE, TABLE, SCHEME, SEED = "fadepth.role", "fadepth.table", "fadepth.scheme", "fadepth.seed"
+SPEC_HASH, PROFILE, GIT, DEVICE, VERSIONS = (
+    "fadepth.spec_hash", "fadepth.profile", "fadepth.git_commit", "fadepth.device", "fadepth.versions")
+STUDY, TRIAL, WORKER, ERROR, GPU = "fadepth.study", "fadepth.trial", "fadepth.worker", "fadepth.error", "fadepth.gpu"
+PARENT = "mlflow.parentRunId"
+MAX_BATCH = 100  # log_batch: at most 100 params per call (1000 metrics)
+
+
+def default_tracking_uri(runs_dir: Path) -> str:
+    return f"sqlite:///{(runs_dir / 'mlflow.db').resolve()}"
+
+
+def configure(tracking_uri: str) -> MlflowClient:
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    mlflow.set_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri)
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = (artifact_root / name).resolve().as_uri() if artifact_root is not None else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> str:
+    import optuna
+
+    import fadepth
+
+    out = {"python": platform.python_version(), "fadepth": fadepth.__version__, "optuna": optuna.__version__,
+           "mlflow": mlflow.__version__}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return json.dumps(out, sort_keys=True)
+
+
+def find_parent_run(client: MlflowClient, experiment_id: str, study: str) -> str | None:
+    runs = client.search_runs([experiment_id], f"tags.`{ROLE}` = 'sweep' and tags.`{STUDY}` = '{study}'",
+                              max_results=1, order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+def start_parent_run(client: MlflowClient, experiment_id: str, study: str, tags: Mapping[str, str],
+                     spec_text: str, run_name: str) -> str:
+    """Create the sweep run, or mark the existing one RUNNING again (a re-run of the same sweep)."""
+    run_id = find_parent_run(client, experiment_id, study)
+    if run_id is None:
+        run = client.create_run(experiment_id, run_name=run_name,
+                                tags={ROLE: "sweep", STUDY: study, **tags})
+        run_id = run.info.run_id
+        client.log_text(run_id, spec_text, "spec.yaml")
+    else:
+        client.update_run(run_id, status="RUNNING")
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    return run_id
+
+
+def finished_child_run(client: MlflowClient, experiment_id: str, study: str, cell_key: str):
+    """A FINISHED child run of this cell (e.g. a worker died after MLflow finished but before Optuna did)."""
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.`{STUDY}` = '{study}' and tags.`fadepth.cell` = '{_quote(cell_key)}' and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "\\'")
+
+
+def start_child_run(client: MlflowClient, experiment_id: str, parent_run_id: str, run_name: str,
+                    tags: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+    run = client.create_run(experiment_id, run_name=run_name,
+                            tags={ROLE: "run", PARENT: parent_run_id, **{k: str(v) for k, v in tags.items()}})
+    items = [Param(k, _param_value(v)) for k, v in sorted(params.items())]
+    for i in range(0, len(items), MAX_BATCH):
+        client.log_batch(run.info.run_id, params=items[i:i + MAX_BATCH])
+    return run.info.run_id
+
+
+def _param_value(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, tuple, dict)) else str(value)
+    return text[:6000]
+
+
+def log_final_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items() if _is_number(v)]
+    if items:
+        client.log_batch(run_id, metrics=items)
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+        return not isinstance(v, bool)
+    except (TypeError, ValueError):
+        return False
+
+
+def fail_run(client: MlflowClient, run_id: str, exc: BaseException, status: str = "FAILED") -> None:
+    """Record an error on a run (tag fadepth.error + traceback artifact) and end it FAILED / KILLED."""
+    message = f"{type(exc).__name__}: {exc}"
+    try:
+        client.set_tag(run_id, ERROR, message[:7900])
+        client.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
+    finally:
+        client.set_terminated(run_id, status=status)
+
+
+def kill_orphan_runs(client: MlflowClient, experiment_id: str, study: str, is_dead) -> int:
+    """End KILLED the RUNNING child runs whose worker (tag fadepth.worker = host:pid) is dead."""
+    runs = client.search_runs([experiment_id],
+                              f"tags.`{STUDY}` = '{study}' and tags.`{ROLE}` = 'run' and attributes.status = 'RUNNING'")
+    n = 0
+    for run in runs:
+        host, _, pid = run.data.tags.get(WORKER, ":").rpartition(":")
+        if pid.isdigit() and is_dead(host, int(pid)):
+            client.set_tag(run.info.run_id, ERROR, f"worker {host}:{pid} died while the run was running")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            n += 1
+    return n
+
+
+class CurveLogger:
+    """Trainer callback: training scalars as ``train/<term>``, evaluations as ``val/<metric>``, batched."""
+
+    def __init__(self, client: MlflowClient, run_id: str, flush_every: int = 200, flush_seconds: float = 15.0,
+                 on_eval_hook=None):
+        self.client, self.run_id = client, run_id
+        self.flush_every, self.flush_seconds = flush_every, flush_seconds
+        self.buffer: list[Metric] = []
+        self.last_flush = time.monotonic()
+        self.on_eval_hook = on_eval_hook
+
+    def on_step(self, iteration: int, scalars: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.buffer += [Metric(f"train/{k}", float(v), now, int(iteration)) for k, v in scalars.items() if _is_number(v)]
+        if len(self.buffer) >= self.flush_every or time.monotonic() - self.last_flush > self.flush_seconds:
+            self.flush()
+
+    def on_eval(self, iteration: int, metrics: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.buffer += [Metric(f"val/{k}", float(v), now, int(iteration)) for k, v in metrics.items() if _is_number(v)]
+        self.flush()
+        if self.on_eval_hook is not None:
+            self.on_eval_hook(iteration, metrics)
+
+    def on_end(self, result: Any) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self.buffer), 1000):
+            self.client.log_batch(self.run_id, metrics=self.buffer[i:i + 1000])
+        self.buffer = []
+        self.last_flush = time.monotonic()

@@ -1,0 +1,323 @@
+"""A sweep worker: a process that pulls queued trials (scheme x seed) from the shared Optuna storage, trains
+(or counts complexity), logs one MLflow child run per trial, and exits when the queue is empty.
+
+Started by the launcher as ``python -m fadepth.sweep.worker '<context JSON>'`` (one per GPU with
+``CUDA_VISIBLE_DEVICES`` set, or N on CPU), or on other machines through ``sweeps/run.py --worker-only``.
+A trial that raises (or hits a NaN loss) ends FAIL in Optuna and FAILED in MLflow with tag ``fadepth.error``,
+and the worker goes on with the next one.  On SIGINT the current run ends KILLED / FAIL(interrupted) and
+the worker exits; the launcher re-queues interrupted cells on the next start.
+
+The trainer is ``fadepth.train.train``; ``FADEPTH_SWEEP_TRAIN_FN=module:function`` substitutes another
+callable with the same contract (tests use it to exercise the runner without training).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import math
+import os
+import re
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+import yaml
+
+from fadepth.sweep import study as st
+from fadepth.sweep import tracking as tr
+from fadepth.sweep.spec import SweepSpec, load_spec
+
+log = logging.getLogger("fadepth.sweep.worker")
+
+
+@dataclasses.dataclass
+class WorkerContext:
+    """Everything a worker needs; created by the launcher, passed as JSON."""
+
+    spec_path: str
+    profile: str
+    study_name: str
+    storage_url: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    runs_dir: str
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    git_commit: str = "unknown"
+    gpu: str | None = None
+    index: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "WorkerContext":
+        return cls(**json.loads(text))
+
+
+def load_train_fn() -> Callable[..., Any]:
+    target = os.environ.get("FADEPTH_SWEEP_TRAIN_FN", "fadepth.train:train")
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr or "train")
+
+
+def run_dir_name(scheme: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.@+-]", "_", scheme)
+    return slug if slug == scheme else f"{slug}-{abs(hash_text(scheme)) % 10**6:06d}"
+
+
+def hash_text(text: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+
+
+class Objective:
+    """The Optuna objective: one trial = one scheme x seed = one MLflow child run."""
+
+    def __init__(self, ctx: WorkerContext, spec: SweepSpec, client: tr.MlflowClient):
+        self.ctx, self.spec, self.client = ctx, spec, client
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.train_fn = load_train_fn() if spec.kind == "train" else None
+        self._device_tag: str | None = None
+
+    # ------------------------------------------------------------------------------ the trial
+    def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self.run_trial(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr(st.ATTR_FAILURE, "interrupted")
+            trial.set_user_attr(st.ATTR_ERROR, "interrupted (SIGINT)")
+            raise
+
+    def run_trial(self, trial: optuna.Trial) -> float:
+        cell, scheme, seed, extra = self.cell_of(trial)
+        trial.set_user_attr(st.ATTR_HOST, self.host)
+        trial.set_user_attr(st.ATTR_PID, self.pid)
+        done = tr.finished_child_run(self.client, self.ctx.experiment_id, self.ctx.study_name, cell)
+        if done is not None:  # logged completely by an earlier worker that died before telling Optuna
+            trial.set_user_attr("mlflow_run_id", done.info.run_id)
+            return self.primary_value(done.data.metrics)
+        out_dir = Path(self.ctx.runs_dir) / "train" / self.ctx.study_name / run_dir_name(scheme) / f"seed{seed}"
+        cfg = self.spec.resolve(scheme, seed, self.ctx.profile, {**extra, "train.out_dir": str(out_dir)})
+        run_id = tr.start_child_run(
+            self.client, self.ctx.experiment_id, self.ctx.parent_run_id, run_name=f"{scheme}/seed{seed}",
+            tags=self.tags(trial, cell, scheme, seed, cfg), params=cfg.to_flat_dict())
+        trial.set_user_attr("mlflow_run_id", run_id)
+        self.client.log_text(run_id, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml")
+        try:
+            metrics = self.run_cell(trial, cfg, run_id)
+            value = self.primary_value(metrics)
+        except optuna.TrialPruned as exc:
+            self.client.set_tag(run_id, "fadepth.pruned", "true")
+            tr.fail_run(self.client, run_id, exc, status="KILLED")
+            raise
+        except KeyboardInterrupt as exc:
+            tr.fail_run(self.client, run_id, exc, status="KILLED")
+            raise
+        except Exception as exc:
+            trial.set_user_attr(st.ATTR_FAILURE, "error")
+            trial.set_user_attr(st.ATTR_ERROR, f"{type(exc).__name__}: {exc}"[:2000])
+            tr.fail_run(self.client, run_id, exc)
+            log.error("cell %s failed:\n%s", cell, "".join(traceback.format_exception(exc)))
+            raise
+        self.client.set_terminated(run_id, status="FINISHED")
+        return value
+
+    def cell_of(self, trial: optuna.Trial) -> tuple[str, str, int, dict[str, Any]]:
+        extra = dict(self.ctx.extra)
+        if self.spec.search is None:
+            cell = trial.user_attrs.get(st.ATTR_CELL)
+            if cell is None:  # created because the queue was empty when this worker asked: not ours
+                raise optuna.TrialPruned("no queued cell (the queue emptied while this worker asked)")
+            scheme = trial.suggest_categorical(st.ATTR_SCHEME, self.spec.scheme_names)
+            seed = trial.suggest_int(st.ATTR_SEED, *st.SEED_RANGE)
+            return cell, scheme, seed, extra
+        search = self.spec.search
+        scheme = search.scheme or self.spec.baseline or self.spec.scheme_names[0]
+        seed = self.spec.seeds_for(self.ctx.profile)[0]
+        for key, p in search.space.items():
+            if p.type == "categorical":
+                extra[key] = trial.suggest_categorical(key, p.choices)
+            elif p.type == "int":
+                extra[key] = trial.suggest_int(key, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+            else:
+                extra[key] = trial.suggest_float(key, p.low, p.high, log=p.log, step=p.step)
+        cell = f"search#{trial.number}"
+        trial.set_user_attr(st.ATTR_CELL, cell)
+        return cell, scheme, seed, extra
+
+    def run_cell(self, trial: optuna.Trial, cfg, run_id: str) -> dict[str, float]:
+        if self.spec.kind == "complexity":
+            metrics = complexity_metrics(cfg, required=True, fps_reps=50)
+            tr.log_final_metrics(self.client, run_id, metrics)
+            return metrics
+        reporter = (lambda it, m: self.report(trial, it, m)) if self.spec.search else None
+        curves = tr.CurveLogger(self.client, run_id, on_eval_hook=reporter)
+        result = self.train_fn(cfg, callbacks=[StopCheck(), curves], resume=True)
+        metrics = {k: float(v) for k, v in result.metrics.items()}
+        metrics.update(complexity_metrics(cfg, required=False))
+        tr.log_final_metrics(self.client, run_id, metrics, step=int(getattr(result, "iterations", 0) or 0))
+        self.log_artifacts(run_id, cfg, Path(result.checkpoint))
+        return metrics
+
+    def report(self, trial: optuna.Trial, iteration: int, metrics: dict[str, float]) -> None:
+        value = metrics.get(self.spec.metrics.primary)
+        if value is not None and math.isfinite(float(value)):
+            trial.report(float(value), iteration)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at iteration {iteration}")
+
+    def primary_value(self, metrics: dict[str, float]) -> float:
+        name = self.spec.metrics.primary
+        value = float(metrics.get(name, math.nan))
+        if not math.isfinite(value):
+            raise FloatingPointError(f"primary metric {name} is {value} (metrics: {metrics})")
+        return value
+
+    # ------------------------------------------------------------------------------ logging
+    def tags(self, trial: optuna.Trial, cell: str, scheme: str, seed: int, cfg) -> dict[str, Any]:
+        return {
+            tr.TABLE: self.spec.name, tr.SCHEME: scheme, tr.SEED: seed, tr.SPEC_HASH: self.spec.spec_hash,
+            tr.PROFILE: self.ctx.profile, tr.GIT: self.ctx.git_commit, tr.DEVICE: self.device_tag(cfg),
+            tr.VERSIONS: tr.versions(), tr.STUDY: self.ctx.study_name, tr.TRIAL: trial.number,
+            tr.WORKER: f"{self.host}:{self.pid}", "fadepth.cell": cell, tr.GPU: self.ctx.gpu or "",
+        }
+
+    def device_tag(self, cfg) -> str:
+        if self._device_tag is None:
+            try:
+                from fadepth.utils import resolve_device
+
+                device = resolve_device(cfg.train.device)
+                name = device.type
+                if device.type == "cuda":
+                    import torch
+
+                    name = f"{device} ({torch.cuda.get_device_name(device)})"
+                self._device_tag = name
+            except Exception as exc:  # noqa: BLE001 - a tag must never fail a run
+                self._device_tag = f"{cfg.train.device} (unresolved: {exc})"
+        return self._device_tag
+
+    def log_artifacts(self, run_id: str, cfg, checkpoint: Path) -> None:
+        if checkpoint.is_file():
+            self.client.log_artifact(run_id, str(checkpoint), "checkpoint")
+        try:
+            for png in depth_visualisations(cfg, checkpoint, checkpoint.parent / "viz"):
+                self.client.log_artifact(run_id, str(png), "depth")
+        except Exception as exc:  # noqa: BLE001 - visualisations are a convenience
+            log.warning("no depth visualisations for %s: %s", checkpoint, exc)
+
+
+def complexity_metrics(cfg, required: bool, fps_reps: int = 20) -> dict[str, float]:
+    """``fadepth.complexity`` counts of the config's depth net at the run's resolution, as numeric metrics
+    (``params_m``, ``gflops``, ``fps``, enc/dec splits, MAC).  If it is unavailable: a warning (or the
+    error when ``required``, i.e. for ``kind: complexity`` specs)."""
+    try:
+        from fadepth.complexity import count_complexity, deployed, measure_fps
+        from fadepth.models import build_depth_model, create, entry
+
+        name, h, w = cfg.model.name, cfg.data.height, cfg.data.width
+        model = build_depth_model(cfg.model) if entry(name).kind == "depth" else create(name)
+        row = count_complexity(model.eval(), h, w)
+        row["params_m"] = row["params"] / 1e6 if row.get("params") is not None else None
+        if fps_reps:
+            row["fps"] = measure_fps(deployed(model)[0], h, w, cfg.train.device, warmup=3, reps=fps_reps, deploy=False)
+    except Exception as exc:  # noqa: BLE001 - ImportError until the module lands, or a model it can't count
+        if required:
+            raise
+        log.warning("complexity not logged: %s: %s", type(exc).__name__, exc)
+        return {}
+    return {k: float(v) for k, v in row.items() if tr._is_number(v)}
+
+
+def depth_visualisations(cfg, checkpoint: Path, out_dir: Path, n: int = 2) -> list[Path]:
+    """Colourised disparity of the first test frames (PNG), for the MLflow artifact view."""
+    if not checkpoint.is_file():
+        return []
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from fadepth.checkpoint import load_model
+    from fadepth.data import build_test_set
+    from fadepth.predict import colorize, predict_disparity
+
+    depth_net, _ = load_model(checkpoint, device="cpu")
+    test_set = build_test_set(cfg.data, cfg.eval.model_copy(update={"max_images": n}))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(min(n, len(test_set))):
+        item = test_set[i]
+        rgb = (item["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        disp = predict_disparity(depth_net, rgb, cfg.data.height, cfg.data.width, torch.device("cpu"))
+        path = out_dir / f"{i:02d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', str(item['id']))}.png"
+        Image.fromarray(np.concatenate([rgb, colorize(np.asarray(disp))], axis=0)).save(path)
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------- stopping
+class StopCheck:
+    """SIGINT / SIGTERM set a flag; the run stops at the next training step (a second signal: at once)."""
+
+    requested = False
+
+    @classmethod
+    def install(cls) -> None:
+        def handler(signum, frame):  # noqa: ARG001
+            if cls.requested:
+                raise KeyboardInterrupt
+            cls.requested = True
+            log.warning("signal %d: stopping after the current step", signum)
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def on_step(self, iteration: int, scalars: dict) -> None:  # noqa: ARG002
+        if StopCheck.requested:
+            raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------------------------- main loop
+def run_worker(ctx: WorkerContext) -> int:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = load_spec(ctx.spec_path)
+    client = tr.configure(ctx.tracking_uri)
+    storage = st.open_storage(ctx.storage_url)
+    study = st.load_study(spec, ctx.study_name, storage)
+    objective = Objective(ctx, spec, client)
+    log.info("worker %d (pid %d, gpu %s) on study %s", ctx.index, os.getpid(), ctx.gpu, ctx.study_name)
+    StopCheck.install()
+    while True:
+        if StopCheck.requested:
+            return 130
+        if spec.search is None and not st.has_waiting(study):
+            return 0
+        if spec.search is not None:
+            complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if len(complete) >= spec.search.n_trials:
+                return 0
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s [worker {os.getpid()}] %(levelname)s %(message)s")
+    ctx = WorkerContext.from_json(argv[0])
+    try:
+        return run_worker(ctx)
+    except KeyboardInterrupt:
+        log.warning("interrupted: exiting")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

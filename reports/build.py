@@ -1,0 +1,16 @@
+"""Build the paper's tables, figures and report.tex from a sweep's MLflow runs.
+
+    python reports/build.py ablations/table_v.yaml [--profile smoke|paper] [--tracking-uri URL] [--out reports/out]
+    python reports/build.py --all
+
+The logic lives in :mod:`fadepth.report`; see docs/mlflow-ui.md for browsing the same runs in the MLflow UI.
+"""
+import os
+import sys
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from fadepth.report import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""ETM (eqs. 13-19): branch set, training behaviour, exact folding, conversion and deploy."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fadepth.models import create
+from fadepth.models.deploy import deploy
+from fadepth.models.etm import ETMConv2d, convert_to_etm, sub_shapes
+
+CONVS = {  # name: (Conv2d kwargs, expects identity branch)
+    "dense": (dict(in_channels=6, out_channels=6, kernel_size=3, padding=1), True),
+    "dense_widen": (dict(in_channels=6, out_channels=12, kernel_size=3, padding=1), False),
+    "depthwise": (dict(in_channels=8, out_channels=8, kernel_size=3, padding=1, groups=8), True),
+    "dilated": (dict(in_channels=8, out_channels=8, kernel_size=3, padding=2, dilation=2, groups=8), True),
+    "strided": (dict(in_channels=6, out_channels=12, kernel_size=3, padding=1, stride=2), False),
+    "grouped_multiplier": (dict(in_channels=4, out_channels=8, kernel_size=3, padding=1, stride=2, groups=4), False),
+    "reflect_5x5_bias": (dict(in_channels=4, out_channels=4, kernel_size=5, padding=2, bias=True,
+                              padding_mode="reflect"), True),
+    "valid": (dict(in_channels=4, out_channels=4, kernel_size=3, padding=0), False),
+}
+
+
+def trained_etm(conv_kwargs: dict, variance: str = "output", steps: int = 3) -> ETMConv2d:
+    """An ETM whose weights, scales and running variances moved under a few SGD steps."""
+    torch.manual_seed(0)
+    etm = ETMConv2d(nn.Conv2d(**conv_kwargs), pb_t=0.3, r1=0.5, r2=1.0, variance=variance).train()
+    opt = torch.optim.SGD(etm.parameters(), lr=0.05)
+    for _ in range(steps):
+        out = etm(torch.randn(4, conv_kwargs["in_channels"], 11, 13) + 0.5)
+        loss = (out - 1.0).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return etm.eval()
+
+
+def test_sub_shapes_count_and_order():
+    assert sub_shapes(3, 3) == [(1, 1), (1, 3), (3, 1), (3, 3)]
+    assert len(sub_shapes(5, 5)) == 9 and sub_shapes(5, 5)[-1] == (5, 5)
+    assert len(sub_shapes(7, 3)) == 4 * 2
+
+
+@pytest.mark.parametrize("variance", ["output", "input"])
+@pytest.mark.parametrize("name", list(CONVS))
+def test_fold_matches_unfolded_after_training(name, variance):
+    kwargs, identity = CONVS[name]
+    etm = trained_etm(kwargs, variance)
+    assert etm.has_identity == identity
+    assert not torch.allclose(etm.running_var, torch.ones_like(etm.running_var))
+    folded = etm.fold()
+    assert isinstance(folded, nn.Conv2d) and folded.weight.shape == nn.Conv2d(**kwargs).weight.shape
+    x = torch.randn(2, kwargs["in_channels"], 11, 13)
+    with torch.no_grad():
+        reference, result = etm(x), folded(x)
+    assert ((result - reference).abs().max() / reference.abs().max()).item() <= 1e-5
+
+
+def test_training_is_stochastic_and_eval_deterministic():
+    etm = ETMConv2d(nn.Conv2d(8, 8, 3, padding=1, groups=8), pb_t=0.5, r1=1.0, r2=1.0)
+    x = torch.randn(4, 8, 9, 9)
+    etm.train()
+    assert not torch.allclose(etm(x), etm(x))
+    etm.eval()
+    running = etm.running_var.clone()
+    torch.testing.assert_close(etm(x), etm(x))
+    torch.testing.assert_close(etm.running_var, running)  # eval never updates the statistics
+
+
+def test_largest_init_copies_centre_crops():
+    conv = nn.Conv2d(4, 4, 5, padding=2)
+    etm = ETMConv2d(conv, init="largest")
+    for (h, w), weight in zip(etm.shapes, etm.weights):
+        dh, dw = (5 - h) // 2, (5 - w) // 2
+        torch.testing.assert_close(weight, conv.weight[..., dh:dh + h, dw:dw + w])
+    torch.testing.assert_close(etm.standard, conv.weight)
+
+
+def test_convert_replaces_only_kxk_and_keeps_bn():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 1),
+                          nn.Conv2d(8, 8, (1, 3), padding=(0, 1)), nn.Conv2d(8, 8, 5, padding=2, groups=8))
+    convert_to_etm(model)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["ETMConv2d", "BatchNorm2d", "Conv2d", "ETMConv2d", "ETMConv2d"]
+    assert model(torch.rand(2, 3, 8, 8)).shape == (2, 8, 8, 8)
+
+
+def test_smalldepth_etm_converts_every_kxk_conv():
+    model = create("smalldepth", etm=True)
+    remaining = [n for n, m in model.named_modules() if type(m) is nn.Conv2d and max(m.kernel_size) >= 3]
+    assert remaining == []
+    assert sum(isinstance(m, ETMConv2d) for m in model.modules()) == 1 + 4 + 2 * 6 + 2 * 4 + 2 * 4
+
+
+@pytest.mark.parametrize("name", ["smalldepth", "mobilenetv3"])
+def test_deploy_etm_model_equals_eval_and_plain_param_count(name):
+    torch.manual_seed(0)  # float64: an untrained ETM stack (no BN in the mnv3 decoder) amplifies fp32 rounding
+    model = create(name, etm=True).double().train()
+    with torch.no_grad():
+        model(torch.rand(2, 3, 64, 96, dtype=torch.float64))
+    model.eval()
+    deployed = deploy(model)
+    assert not any(isinstance(m, ETMConv2d) for m in deployed.modules())
+    n_deployed = sum(p.numel() for p in deployed.parameters())
+    assert n_deployed == sum(p.numel() for p in deploy(create(name)).parameters())
+    image = torch.rand(1, 3, 64, 96, dtype=torch.float64)
+    with torch.no_grad():
+        before, after = model(image)["disp"], deployed(image)["disp"]
+    for a, b in zip(before, after):
+        torch.testing.assert_close(b, a, rtol=1e-8, atol=1e-8)

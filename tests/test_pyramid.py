@@ -1,0 +1,267 @@
+"""Pyramid loss (eqs. 20-22) and the objective recipes, on tiny stand-in networks (64x96 snippets)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fadepth.config import ExperimentConfig, PyramidConfig, PyramidLevelConfig
+from fadepth.losses.objective import build_objective
+from fadepth.losses.pyramid import (
+    PyramidLoss,
+    jitter_snippets,
+    level_size,
+    phi,
+    round_to_multiple,
+)
+
+H, W, FRAMES = 64, 96, (0, -1, 1)
+
+
+# ------------------------------------------------------------------------------ stand-ins
+class TinyDepth(nn.Module):
+    """Obeys the depth-model contract: disp x4 (H/2..H/16), enc x4, dec x3, finest first."""
+
+    enc_channels = [4, 6, 8, 8]
+    dec_channels = [4, 6, 8]
+
+    def __init__(self):
+        super().__init__()
+        chans = [3] + self.enc_channels
+        self.encoder = nn.ModuleList(nn.Conv2d(a, b, 3, 2, 1) for a, b in zip(chans[:-1], chans[1:]))
+        self.decoder = nn.ModuleList(nn.Conv2d(c, c, 3, 1, 1) for c in self.dec_channels)
+        self.lateral = nn.ModuleList(nn.Conv2d(b, a, 1) for a, b in zip(self.dec_channels, self.enc_channels[1:]))
+        self.heads = nn.ModuleList(nn.Conv2d(c, 1, 3, 1, 1) for c in self.dec_channels + [self.enc_channels[-1]])
+
+    def forward(self, x):
+        enc = []
+        for conv in self.encoder:
+            x = torch.relu(conv(x))
+            enc.append(x)
+        dec, up = [None] * 3, enc[-1]
+        for i in reversed(range(3)):
+            up = F.interpolate(self.lateral[i](up), size=enc[i].shape[-2:], mode="bilinear", align_corners=False)
+            dec[i] = torch.relu(self.decoder[i](enc[i] + up))
+            up = dec[i]
+        disp = [torch.sigmoid(h(m)) for h, m in zip(self.heads, dec + [enc[-1]])]
+        return {"disp": disp, "enc": enc, "dec": dec}
+
+
+class FlipEquivariant(nn.Module):
+    """g(x) = (f(x) + flip f(flip x)) / 2, so flip g(flip x) == g(x)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.enc_channels, self.dec_channels = net.enc_channels, net.dec_channels
+
+    def forward(self, x):
+        a, b = self.net(x), self.net(torch.flip(x, dims=(-1,)))
+        return {k: [(u + torch.flip(v, dims=(-1,))) / 2 for u, v in zip(a[k], b[k])] for k in a}
+
+
+class TinyPose(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(6, 4, 5, 4, 2), nn.Linear(4, 6)
+
+    def forward(self, x):
+        return 0.01 * self.fc(torch.relu(self.conv(x)).mean((-2, -1)))
+
+
+@dataclass
+class CrOut:
+    total: torch.Tensor
+    terms: dict
+    outputs: dict
+
+
+class ToyCrLoss(nn.Module):
+    """Obeys the CrLoss contract; depends on disp, dec, images, K and the pose net."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, depth_net, pose_net, images, K, frame_ids):
+        self.calls.append((tuple(images.shape), K.clone()))
+        target = images[:, list(frame_ids).index(0)]
+        out = depth_net(target)
+        gray = target.mean(1, keepdim=True)
+        photo = sum(((d - F.interpolate(gray, size=d.shape[-2:], mode="area")) ** 2).mean() for d in out["disp"])
+        feat = sum(f.pow(2).mean() for f in out["dec"]) * 0.01
+        pairs = (torch.cat([target, images[:, i]], 1) for i in range(1, images.shape[1]))
+        pose = sum(pose_net(pair).pow(2).sum(1).mean() for pair in pairs)
+        intr = 1e-4 * (K[:, 0, 2] / K.new_tensor(images.shape[-1])).mean()
+        total = photo + feat + pose + intr
+        return CrOut(total, {"photometric": photo.detach(), "total": total.detach()}, out)
+
+
+def snippet(batch=2):
+    images = torch.rand(batch, len(FRAMES), 3, H, W)
+    K = torch.tensor([[40.0, 0, 47.5], [0, 40.0, 31.5], [0, 0, 1]]).expand(batch, 3, 3).clone()
+    return images, K
+
+
+def all_levels(**kw) -> PyramidConfig:
+    return PyramidConfig(
+        enabled=True,
+        lr=PyramidLevelConfig(enabled=True, alpha=0.5, beta=1.0, gamma=0.5, size=(32, 64)),
+        hr=PyramidLevelConfig(enabled=True, alpha=0.5, beta=0.5, gamma=0.1, size=(96, 128)),
+        flip=PyramidLevelConfig(enabled=True, alpha=1.0, beta=0.1, gamma=0.5),
+        color=PyramidLevelConfig(enabled=True, alpha=1.0, beta=0.1, gamma=0.1, phi="l1"),
+        **kw,
+    )
+
+
+def gradients(mode, seed=0, **loss_kw):
+    torch.manual_seed(seed)
+    depth, pose = TinyDepth(), TinyPose()
+    images, K = snippet()
+    loss = PyramidLoss(all_levels(mode=mode), ToyCrLoss(), **loss_kw)
+    out = loss(depth, pose, images, K, FRAMES)
+    if not out.backward_done:
+        out.total.backward()
+    grads = [p.grad.clone() for p in list(depth.parameters()) + list(pose.parameters())]
+    return grads, out
+
+
+def assert_same(ga, gb, rtol=1e-5, atol=1e-7):
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+# ---------------------------------------------------------------------------------- phi
+@pytest.mark.parametrize("kind", ["sym_ce", "sym_kl", "l1"])
+def test_phi_is_symmetric(kind):
+    a, b = torch.randn(2, 3, 8, 12), torch.randn(2, 3, 8, 12)
+    torch.testing.assert_close(phi(a, b, kind), phi(b, a, kind))
+
+
+def test_phi_zero_for_identical_inputs_and_sym_ce_is_kl_plus_entropy():
+    a, b = torch.randn(2, 3, 8, 12), torch.randn(2, 3, 8, 12)
+    assert phi(a, a, "sym_kl").abs() < 1e-6 and phi(a, a, "l1") == 0
+    assert phi(a, b, "sym_kl") > 1e-3 and phi(a, b, "l1") > 0
+    # sym_ce(a, b) = sym_kl(a, b) + mean entropy, entropy = sym_ce(x, x) (the sign-corrected eq. 22)
+    entropy = 0.5 * (phi(a, a, "sym_ce") + phi(b, b, "sym_ce"))
+    torch.testing.assert_close(phi(a, b, "sym_ce"), phi(a, b, "sym_kl") + entropy)
+    assert phi(a, a, "sym_ce") > 0
+
+
+def test_phi_reduction_sums_over_softmax_axis_and_averages_the_rest():
+    a = torch.zeros(1, 1, 4, 6)  # uniform: CE along H = log 4, along W = log 6
+    expected = 0.5 * (torch.log(torch.tensor(4.0)) + torch.log(torch.tensor(6.0)))
+    torch.testing.assert_close(phi(a, a, "sym_ce"), expected)
+    torch.testing.assert_close(phi(a.expand(3, 2, 4, 6), a.expand(3, 2, 4, 6), "sym_ce"), expected)
+
+
+# ------------------------------------------------------------------------------- levels
+def test_level_sizes_are_multiples_of_32():
+    cfg = PyramidConfig()
+    assert level_size(cfg.lr, (128, 416)) == (96, 320)
+    assert level_size(cfg.hr, (128, 416)) == (160, 512)
+    assert level_size(PyramidLevelConfig(size=(64, 200)), (128, 416)) == (64, 200)
+    assert round_to_multiple(16) == 32 and round_to_multiple(48) == 64 and round_to_multiple(47) == 32
+
+
+def test_level_views_scale_and_flip_intrinsics():
+    images, K = snippet()
+    loss = PyramidLoss(all_levels(), ToyCrLoss())
+    net = TinyDepth()
+    _, lr_images, lr_K, _ = loss.level_view("lr", net, images, K)
+    assert lr_images.shape[-2:] == (32, 64)
+    torch.testing.assert_close(lr_K[:, 0], K[:, 0] * torch.tensor([64 / W, 1, 64 / W]))
+    torch.testing.assert_close(lr_K[:, 1], K[:, 1] * torch.tensor([1, 32 / H, 32 / H]))
+    _, f_images, f_K, _ = loss.level_view("flip", net, images, K)
+    torch.testing.assert_close(f_images, torch.flip(images, dims=(-1,)))
+    torch.testing.assert_close(f_K[:, 0, 2], W - 1 - K[:, 0, 2])
+    _, c_images, c_K, _ = loss.level_view("color", net, images, K)
+    assert c_images.shape == images.shape and torch.equal(c_K, K)
+
+
+def test_color_jitter_is_one_draw_per_snippet():
+    frame = torch.rand(1, 1, 3, H, W)
+    images = torch.cat([frame.expand(1, 3, 3, H, W), torch.rand(1, 3, 3, H, W)])
+    out = jitter_snippets(images, (0.4, 0.4, 0.4, 0.1))
+    assert torch.allclose(out[0, 0], out[0, 1]) and torch.allclose(out[0, 0], out[0, 2])
+    assert not torch.allclose(out[0], images[0])
+
+
+def test_use_cr_feeds_cr_images_to_the_loss_and_resizes_outputs():
+    images, K = snippet()
+    for use_cr, expected in ((False, (32, 64)), (True, (H, W))):
+        cr = ToyCrLoss()
+        cfg = PyramidConfig(enabled=True, lr=PyramidLevelConfig(enabled=True, size=(32, 64)), use_cr=use_cr)
+        out = PyramidLoss(cfg, cr)(TinyDepth(), TinyPose(), images, K, FRAMES)
+        (_, cr_K), (lr_shape, lr_K) = cr.calls
+        assert lr_shape[-2:] == expected and torch.equal(lr_K, K) == use_cr
+        assert out.level_sizes["lr"] == expected and "lr/phi_disp" in out.terms
+
+
+def test_flip_consistency_is_zero_for_a_flip_equivariant_network():
+    torch.manual_seed(1)
+    net, images, K = FlipEquivariant(TinyDepth()).eval(), *snippet()
+    for phi_kind, level_phi in (("sym_kl", "prob"), ("sym_kl", "l1")):
+        cfg = PyramidConfig(
+            enabled=True, phi_kind=phi_kind, flip=PyramidLevelConfig(enabled=True, beta=1, gamma=1, phi=level_phi)
+        )
+        out = PyramidLoss(cfg, ToyCrLoss())(net, TinyPose(), images, K, FRAMES)
+        assert out.terms["flip/phi_disp"] < 1e-6 and out.terms["flip/phi_feat"] < 1e-6
+    plain = PyramidLoss(cfg, ToyCrLoss())(TinyDepth(), TinyPose(), images, K, FRAMES)
+    assert plain.terms["flip/phi_disp"] > 1e-5  # a generic net is not equivariant
+
+
+# -------------------------------------------------------------------------- update modes
+def test_per_level_equals_sum_with_detached_cr():
+    grads_sum, out_sum = gradients("sum", detach_cr=True)
+    grads_acc, out_acc = gradients("per_level")
+    assert out_acc.backward_done and not out_sum.backward_done
+    assert not out_acc.total.requires_grad
+    torch.testing.assert_close(out_acc.total, out_sum.total.detach())
+    assert_same(grads_sum, grads_acc)
+
+
+def test_per_level_exact_cr_gradient_equals_plain_sum():
+    grads_sum, _ = gradients("sum")
+    grads_exact, _ = gradients("per_level", exact_cr_gradient=True)
+    assert_same(grads_sum, grads_exact)
+    grads_detached, _ = gradients("per_level")
+    assert any(not torch.allclose(a, b) for a, b in zip(grads_sum, grads_detached))  # the relation is not trivial
+
+
+# ---------------------------------------------------------------------------- objective
+class TinyTeacher:
+    enc_channels, dec_channels = TinyDepth.enc_channels, TinyDepth.dec_channels + [8]
+
+    def __init__(self):
+        self.net = TinyDepth().eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, images, ids=None):
+        out = self.net(images)
+        return {"disp": out["disp"][:1], "enc": out["enc"], "dec": out["dec"] + [out["enc"][-1]]}
+
+
+@pytest.mark.parametrize("pyramid,apx,mode", [(False, False, "sum"), (True, False, "sum"), (False, True, "sum"),
+                                              (True, True, "sum"), (True, True, "per_level")])
+def test_objective_recipes(pyramid, apx, mode):
+    cfg = ExperimentConfig.model_validate({
+        "data": {"height": H, "width": W},
+        "loss": {"pyramid": all_levels(mode=mode).model_dump() | {"enabled": pyramid},
+                 "apx": {"enabled": apx, "lambda_enc": 0.5}},
+    })
+    depth, pose = TinyDepth(), TinyPose()
+    objective = build_objective(cfg, depth, "cpu", cr_loss=ToyCrLoss(), teacher=TinyTeacher() if apx else None)
+    images, K = snippet()
+    out = objective(depth, pose, {"images": images, "K": K, "id": ["a", "b"]})
+    assert out.backward_done == (pyramid and mode == "per_level")
+    if not out.backward_done:
+        out.loss.backward()
+    assert all(p.grad is not None for p in depth.parameters())
+    assert ("apx/total" in out.terms) == apx and ("py/total" in out.terms) == pyramid
+    adapters = list(objective.parameters())
+    assert bool(adapters) == apx and all(p.grad is not None for p in adapters)
+    assert out.outputs["disp"][0].shape[-2:] == (H // 2, W // 2)

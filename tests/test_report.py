@@ -1,0 +1,197 @@
+"""reports/build.py end to end: an MLflow store filled with known metrics -> table_x.tex/.md/.csv, figures,
+report.tex, artifacts on the sweep run; and a clear failure when a spec has no finished runs.
+
+The spec is a small stand-in with the fields of ``fadepth.sweep.spec.SweepSpec`` that the report reads, so
+these tests do not depend on the YAMLs in ablations/.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+import fadepth.report as report  # noqa: E402
+from fadepth.report import runs, tables  # noqa: E402
+
+METRICS = ["abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"]
+HASH = "abc123def456"
+
+
+def make_spec(**changes) -> SimpleNamespace:
+    schemes = [
+        SimpleNamespace(name="sch1", overrides={"model.pb_dsr": 0.0, "model.pb_sd": 0.0}, paper={"scheme": "sch1"}),
+        SimpleNamespace(name="sch2a", overrides={"model.pb_dsr": 0.1, "model.pb_sd": 0.0},
+                        paper={"scheme": "sch2", "pb_dsr": 0.1}),
+        SimpleNamespace(name="sch3", overrides={"model.pb_dsr": 0.9, "model.pb_sd": 0.0}, paper={"scheme": "sch3"}),
+        SimpleNamespace(name="no_auto_mask", overrides={"model.pb_dsr": 0.5, "model.pb_sd": 0.0}, paper=None),
+    ]
+    fields = dict(
+        name="table_v", title="Table V: drop rates pb_dsr and pb_sd", paper_table="table05_drop.csv",
+        kind="train", baseline="sch3", seeds=[0, 1], profiles={"smoke": None, "paper": None},
+        metrics=SimpleNamespace(primary="abs_rel", direction="minimize", columns=METRICS),
+        schemes=schemes, overrides={"optim.lr": 1e-4}, path=Path("ablations/table_v.yaml"), spec_hash=HASH,
+    )
+    fields.update(changes)
+    return SimpleNamespace(**fields)
+
+
+# (scheme, seed) -> abs_rel; the other metrics are derived from it so every column has known values.
+ABS_REL = {("sch1", 0): 0.120, ("sch1", 1): 0.122, ("sch2a", 0): 0.115, ("sch2a", 1): 0.115,
+           ("sch3", 0): 0.115, ("sch3", 1): 0.115, ("no_auto_mask", 0): 0.130}
+
+
+def metrics_for(abs_rel: float) -> dict[str, float]:
+    return {"abs_rel": abs_rel, "sq_rel": 8 * abs_rel, "rmse": 40 * abs_rel, "rmse_log": 1.6 * abs_rel,
+            "a1": 1 - abs_rel, "a2": 0.95, "a3": 0.98}
+
+
+def child(parent_id: str, scheme: str, seed: int, profile: str, values: dict, status: str = "FINISHED",
+          spec_hash: str = HASH) -> None:
+    tags = {"fadepth.role": "run", "fadepth.table": "table_v", "fadepth.scheme": scheme,
+            "fadepth.seed": str(seed), "fadepth.spec_hash": spec_hash, "fadepth.profile": profile}
+    with mlflow.start_run(run_name=f"{scheme}-s{seed}", parent_run_id=parent_id, tags=tags):
+        mlflow.log_params({"model.name": "smalldepth", "train.seed": seed})
+        mlflow.log_metrics(values)
+    if status != "FINISHED":
+        mlflow.MlflowClient().set_terminated(mlflow.last_active_run().info.run_id, status=status)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with runs.tracking(uri):
+        experiment_id = mlflow.create_experiment("table_v", artifact_location=(root / "artifacts").as_uri())
+        mlflow.set_experiment(experiment_id=experiment_id)
+        sweep_tags = {"fadepth.role": "sweep", "fadepth.spec_hash": HASH, "fadepth.profile": "paper"}
+        with mlflow.start_run(run_name="sweep", tags=sweep_tags) as parent:
+            pass
+        for (scheme, seed), abs_rel in ABS_REL.items():
+            child(parent.info.run_id, scheme, seed, "paper", metrics_for(abs_rel))
+        # None of these may reach the table: a failed run, another profile, another spec version.
+        child(parent.info.run_id, "sch1", 2, "paper", metrics_for(0.001), status="FAILED")
+        child(parent.info.run_id, "sch1", 0, "smoke", metrics_for(0.002))
+        child(parent.info.run_id, "sch1", 0, "paper", metrics_for(0.003), spec_hash="000000000000")
+    return uri
+
+
+@pytest.fixture(scope="module")
+def built(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    result = report.build_spec(make_spec(), tracking_uri=store, out_dir=out, profile="paper")
+    return result, out
+
+
+def test_summary_uses_finished_runs_of_one_profile_and_hash(store):
+    summary = runs.load_summary(make_spec(), store, "paper", METRICS)
+    assert summary.counts.to_dict() == {"sch1": 2, "sch2a": 2, "sch3": 2, "no_auto_mask": 1}
+    assert summary.means.at["sch1", "abs_rel"] == pytest.approx(0.121)
+    assert summary.stds.at["sch1", "abs_rel"] == pytest.approx(0.0014142, abs=1e-6)
+    assert pd.isna(summary.stds.at["no_auto_mask", "abs_rel"])
+
+
+def test_latex_table_numbers_bold_ties_escaping(built):
+    result, out = built
+    tex = (out / "table_v.tex").read_text()
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+    assert "\\caption{" in tex and "\\label{tab:table_v}" in tex
+    assert "0.1210 $\\pm$ 0.0014" in tex  # mean ± std with two seeds
+    assert tex.count("\\textbf{0.1150 $\\pm$ 0.0000}") == 2  # sch2a and sch3 tie: both bold
+    assert "\\textbf{0.1210" not in tex
+    assert "no\\_auto\\_mask" in tex and "no_auto_mask" not in tex.replace("no\\_auto\\_mask", "")
+    assert " 0.1300 " in tex or "& 0.1300 &" in tex  # one seed: no ± part
+    assert "0.1300 $\\pm$" not in tex
+    assert "AbsRel $\\downarrow$" in tex and "$\\delta<1.25$ $\\uparrow$" in tex
+    assert "$\\Delta$ AbsRel" in tex and "+0.0060" in tex
+    assert "\\textbf{0.8850 $\\pm$ 0.0000}" in tex  # a1 (higher is better) of the tie
+
+
+def test_paper_rows_beside_ours(built):
+    _, out = built
+    frame = pd.read_csv(out / "table_v.csv")
+    paper = frame[frame["source"] == "paper"].set_index("scheme")
+    assert paper["abs_rel"].to_dict() == pytest.approx({"sch1": 0.1241, "sch2a": 0.1231, "sch3": 0.1216})
+    assert paper.at["sch1", "delta_abs_rel"] == pytest.approx(0.0025)
+    tex = (out / "table_v.tex").read_text()
+    assert "\\textbf{0.1216}" in tex  # the paper's best among the paper's rows
+    assert "paper" in tex and "ours" in tex
+    ours = frame[frame["source"] == "ours"].set_index("scheme")
+    assert ours.at["sch1", "n"] == 2 and ours.at["sch1", "abs_rel_std"] == pytest.approx(0.0014142, abs=1e-6)
+    assert ours.at["no_auto_mask", "pb_dsr"] == pytest.approx(0.5)  # setting read from the overrides
+
+
+def test_markdown_table(built):
+    _, out = built
+    md = (out / "table_v.md").read_text()
+    assert "AbsRel ↓" in md and "Δ AbsRel" in md
+    assert md.count("**0.1150 ± 0.0000**") == 2
+    assert "no\\_auto\\_mask" in md
+
+
+def test_figures_document_and_artifacts(built, store):
+    result, out = built
+    assert [f.name for f in result.figures] == ["table_v_drop_rates"]
+    assert (out / "figures" / "table_v_drop_rates.png").stat().st_size > 1000
+    assert (out / "figures" / "table_v_drop_rates.pdf").is_file()
+    doc = (out / "report.tex").read_text()
+    for package in ("booktabs", "graphicx", "amssymb"):
+        assert f"\\usepackage{{{package}}}" in doc
+    assert "\\input{table_v.tex}" in doc and "figures/table_v_drop_rates.pdf" in doc
+    assert result.logged_to is not None
+    logged = mlflow.MlflowClient(tracking_uri=store).list_artifacts(result.logged_to, "report")
+    assert {"report/table_v.tex", "report/table_v.md", "report/table_v.csv"} <= {a.path for a in logged}
+
+
+def test_no_finished_runs_is_a_clear_error(store, tmp_path, monkeypatch, capsys):
+    spec = make_spec(spec_hash="ffffffffffff")
+    monkeypatch.setattr(report, "load_spec", lambda path: spec)
+    code = report.main(["ablations/table_v.yaml", "--profile", "paper", "--tracking-uri", store,
+                        "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "table_v" in err and "'paper'" in err and store in err and "no FINISHED runs" in err
+    assert not (tmp_path / "out" / "table_v.tex").exists()
+
+
+def test_missing_store_is_not_created(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "load_spec", lambda path: make_spec())
+    uri = f"sqlite:///{tmp_path / 'absent.db'}"
+    assert report.main(["x.yaml", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_complexity_table_beside_the_paper(tmp_path, monkeypatch):
+    def complexity_rows(names, height, width, device, fps):
+        return [{"name": n, "params_enc": 2.0e6, "params_dec": 0.3e6, "params": 2.3e6, "gflops_enc": 0.2,
+                 "gflops_dec": 0.15, "gflops": 0.35, "mac_enc_m": 40.0, "mac_dec_m": 50.0, "fps": None,
+                 "device": device} for n in names]
+
+    monkeypatch.setitem(sys.modules, "fadepth.complexity", types.SimpleNamespace(complexity_rows=complexity_rows))
+    cfg = SimpleNamespace(model=SimpleNamespace(name="smalldepth"), data=SimpleNamespace(height=128, width=416))
+    spec = make_spec(
+        name="table_i", title="Table I: complexity", paper_table="table01_complexity.csv", kind="complexity",
+        baseline=None, metrics=SimpleNamespace(primary="gflops", direction="minimize", columns=["params_m", "gflops"]),
+        schemes=[SimpleNamespace(name="SmallDepth", overrides={}, paper={"method": "SmallDepth"})],
+        seeds_for=lambda profile: [0], resolve=lambda scheme, seed, profile: cfg)
+    result = report.build_spec(spec, tracking_uri=f"sqlite:///{tmp_path / 'none.db'}", out_dir=tmp_path)
+    frame = pd.read_csv(tmp_path / "table_i.csv").set_index("source")
+    assert frame.at["ours", "param_m"] == pytest.approx(2.3) and frame.at["paper", "param_m"] == pytest.approx(2.35)
+    assert frame.at["ours", "gflops"] == pytest.approx(0.35) and frame.at["paper", "gflops"] == pytest.approx(0.42)
+    assert "Param (M) $\\downarrow$" in (tmp_path / "table_i.tex").read_text()
+    assert result.figures == []  # no finished training runs -> the speed-accuracy scatter is skipped
+
+
+def test_paper_row_selection_matches_numbers_and_text():
+    paper = tables.load_paper_table("table07_etm_drop.csv")
+    rows = tables.select_paper_rows(paper, {"scheme": "+ETM", "pb_t": 0.1, "r1": 0.1, "r2": 1})
+    assert len(rows) == 1 and rows.iloc[0]["a1"] == "0.7921"
+    assert len(tables.select_paper_rows(paper, {"scheme": "+ETM*"})) == 8

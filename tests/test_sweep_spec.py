@@ -1,0 +1,156 @@
+"""Sweep specs: validation errors name file, scheme, key and expectation, before any store is written."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fadepth.sweep.launcher import main
+from fadepth.sweep.spec import SpecError, load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE_BASE = REPO / "ablations" / "base" / "smoke.yaml"
+SPECS = sorted((REPO / "ablations").glob("table_*.yaml"))
+
+GOOD = f"""
+name: tiny
+title: tiny test spec
+base: {SMOKE_BASE}
+baseline: a
+seeds: [0, 1]
+profiles:
+  smoke:
+    overrides: {{data.height: 32, data.width: 96, train.iterations: 2}}
+  paper: {{}}
+schemes:
+  - name: a
+    overrides: {{model.pb_dsr: 0.1}}
+    paper: {{scheme: sch2, pb_dsr: 0.1}}
+  - name: b
+    overrides: {{model.pb_dsr: 0.5, loss.pyramid.color.beta: 0.3}}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def refused(tmp_path: Path, spec: Path, *fragments: str, capsys) -> None:
+    """The CLI exits 2 with every fragment in the message, and wrote no store."""
+    runs = tmp_path / "runs"
+    assert main([str(spec), "--profile", "smoke", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in:\n{err}"
+    assert not runs.exists()
+
+
+def test_good_spec_loads_and_resolves(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD))
+    assert [s.name for s in spec.schemes] == ["a", "b"]
+    assert spec.schemes[0].paper == {"scheme": "sch2", "pb_dsr": 0.1}
+    assert len(spec.spec_hash) == 12
+    cfg = spec.resolve("b", 1, "smoke")
+    assert (cfg.model.pb_dsr, cfg.train.seed, cfg.data.height, cfg.train.iterations) == (0.5, 1, 32, 2)
+    # a partial override keeps the level's own defaults (color: phi=l1, alpha=1.0)
+    assert (cfg.loss.pyramid.color.beta, cfg.loss.pyramid.color.phi) == (0.3, "l1")
+    assert spec.resolve("a", 0, "paper").data.height == 64  # smoke.yaml is this spec's base
+
+
+def test_editing_a_spec_changes_its_hash(tmp_path):
+    first = load_spec(write(tmp_path, GOOD)).spec_hash
+    assert load_spec(write(tmp_path, GOOD)).spec_hash == first
+    edited = load_spec(write(tmp_path, GOOD.replace("model.pb_dsr: 0.5", "model.pb_dsr: 0.6"))).spec_hash
+    assert edited != first
+
+
+def test_unknown_key_is_refused(tmp_path, capsys):
+    spec = write(tmp_path, GOOD.replace("model.pb_dsr: 0.5", "model.pb_dsrr: 0.5"))
+    with pytest.raises(SpecError, match="scheme 'b'"):
+        load_spec(spec)
+    refused(tmp_path, spec, str(spec), "scheme 'b'", "model.pb_dsrr", "pb_dsr", capsys=capsys)
+
+
+def test_wrong_type_is_refused(tmp_path, capsys):
+    spec = write(tmp_path, GOOD.replace("model.pb_dsr: 0.1", "model.pb_dsr: high"))
+    refused(tmp_path, spec, str(spec), "scheme 'a'", "model.pb_dsr", "valid number", "'high'", capsys=capsys)
+
+
+def test_out_of_range_value_is_refused(tmp_path, capsys):
+    spec = write(tmp_path, GOOD.replace("model.pb_dsr: 0.1", "model.pb_dsr: 1.5"))
+    refused(tmp_path, spec, "scheme 'a'", "model.pb_dsr", "less than 1", capsys=capsys)
+
+
+def test_empty_schemes_are_refused(tmp_path, capsys):
+    text = GOOD.split("schemes:")[0].replace("baseline: a\n", "") + "schemes: []\n"
+    refused(tmp_path, write(tmp_path, text), "schemes", "at least 1 item", capsys=capsys)
+
+
+def test_unknown_base_is_refused(tmp_path, capsys):
+    spec = write(tmp_path, GOOD.replace(str(SMOKE_BASE), "base/nope.yaml"))
+    refused(tmp_path, spec, str(spec), "base", "nope.yaml", "not found", capsys=capsys)
+
+
+def test_duplicate_scheme_names_are_refused(tmp_path, capsys):
+    spec = write(tmp_path, GOOD.replace("- name: b", "- name: a"))
+    refused(tmp_path, spec, "duplicate scheme name", "a", capsys=capsys)
+
+
+def test_bad_yaml_is_refused(tmp_path, capsys):
+    spec = write(tmp_path, GOOD + "  - name: [unclosed\n")
+    refused(tmp_path, spec, str(spec), "not valid YAML", capsys=capsys)
+
+
+def test_duplicate_yaml_key_is_refused(tmp_path, capsys):
+    spec = write(tmp_path, GOOD.replace("seeds: [0, 1]", "seeds: [0, 1]\nseeds: [2]"))
+    refused(tmp_path, spec, "duplicate key 'seeds'", capsys=capsys)
+
+
+def test_unknown_spec_field_and_unknown_baseline_are_refused(tmp_path, capsys):
+    refused(tmp_path, write(tmp_path, GOOD + "colour: red\n"), "colour", "unknown field", capsys=capsys)
+    refused(tmp_path, write(tmp_path, GOOD.replace("baseline: a", "baseline: zz")), "baseline 'zz'",
+            capsys=capsys)
+
+
+def test_bad_cli_overrides_are_refused(tmp_path, capsys):
+    spec = write(tmp_path, GOOD)
+    runs = tmp_path / "runs"
+    assert main([str(spec), "--profile", "smoke", "--runs-dir", str(runs), "--only", "a,zz"]) == 2
+    assert "unknown scheme(s) zz" in capsys.readouterr().err
+    assert main([str(spec), "--profile", "smoke", "--runs-dir", str(runs), "--set", "train.iterations=-1"]) == 2
+    assert "train.iterations" in capsys.readouterr().err
+    assert main([str(spec), "--profile", "nope", "--runs-dir", str(runs)]) == 2
+    assert "no profile 'nope'" in capsys.readouterr().err
+    assert not runs.exists()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.parametrize("profile", ["smoke", "paper"])
+def test_every_table_spec_dry_runs(spec, profile, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([str(spec), "--profile", profile, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    loaded = load_spec(spec)
+    for scheme in loaded.scheme_names:
+        assert f"\n{scheme} " in out
+    assert not (tmp_path / "runs").exists()
+    if loaded.paper_table:
+        assert (REPO / "reports" / "paper" / loaded.paper_table).is_file()
+
+
+def test_table_specs_cover_the_paper_rows():
+    counts = {"table_i": 5, "table_iv": 18, "table_v": 8, "table_vi": 6, "table_vii": 17, "table_viii": 7,
+              "table_ix": 7, "table_x": 40, "table_xi": 7, "table_ii": 4, "table_iii": 2}
+    for name, n in counts.items():
+        spec = load_spec(REPO / "ablations" / f"{name}.yaml")
+        assert spec.name == name and len(spec.schemes) == n, name
+    v = load_spec(REPO / "ablations" / "table_v.yaml")
+    assert v.scheme("sch2a").paper == {"scheme": "sch2", "pb_dsr": 0.1}
+    assert v.scheme("sch2b").paper == {"scheme": "sch2", "pb_dsr": 0.5}
+    assert v.resolve("sch4*", 0, "paper").model.drop_schedule == "constant"
+    x = load_spec(REPO / "ablations" / "table_x.yaml")
+    assert x.resolve("a3_2_5_hat", 0, "paper").loss.pyramid.mode == "per_level"
+    assert x.resolve("a3", 0, "paper").loss.pyramid.lr.alpha == 0.5
