@@ -137,6 +137,8 @@ class ApxConfig(_Strict):
     enabled: bool = False
     teacher: str = "hqdecv2"
     teacher_checkpoint: str | None = None
+    # Plumbing checks only (smoke profiles): distil from a randomly initialised teacher, with a warning.
+    allow_random_teacher: bool = False
     teacher_height: int | None = None  # run the teacher at its own resolution and resize (None = student's)
     teacher_width: int | None = None
     lambda_enc: float = 1.0

@@ -96,7 +96,8 @@ def build_objective(
     apx = None
     if cfg.loss.apx.enabled:
         if teacher is None:
-            teacher = Teacher(cfg.loss.apx, device, allow_random_teacher=allow_random_teacher)
+            allow = allow_random_teacher or cfg.loss.apx.allow_random_teacher
+            teacher = Teacher(cfg.loss.apx, device, allow_random_teacher=allow)
         apx = ApproximationLoss(
             cfg.loss.apx,
             depth_net.enc_channels,

@@ -20,7 +20,7 @@ MANIFEST = "manifest.json"
 TEMPLATE = r"""\documentclass[10pt]{article}
 \usepackage[T1]{fontenc}
 \usepackage[utf8]{inputenc}
-\usepackage[landscape,margin=1.5cm]{geometry}
+\usepackage[landscape,margin=1cm]{geometry}
 \usepackage{booktabs}
 \usepackage{longtable}
 \usepackage{graphicx}
@@ -36,7 +36,7 @@ paper's own rows (source paper), from the MLflow store << store >>.
 <% for entry in entries %>
 \clearpage
 \section*{<< entry.heading >>}
-{\footnotesize
+{\scriptsize\setlength{\tabcolsep}{3pt}
 \input{<< entry.table >>}
 }
 <% for figure in entry.figures %>
