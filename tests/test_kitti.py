@@ -110,6 +110,7 @@ def synthetic_kitti(tmp_path_factory):
     scenes = SyntheticScenes(cfg, 48, 160, "test")
     split = write_kitti_layout(root, scenes, lidar_fraction=0.2)
     train = write_kitti_layout(root, SyntheticScenes(cfg, 48, 160, "train"), first_drive=2)
+    write_kitti_layout(root, SyntheticScenes(cfg, 48, 160, "val"), first_drive=3)
     return root, split, train, scenes
 
 
@@ -142,6 +143,8 @@ def test_kitti_dataset_and_test_set_on_synthetic_tree(synthetic_kitti):
     assert test.protocol == "eigen" and len(test) == 4
     item = test[1]
     assert item["image"].shape == (3, 32, 96) and item["gt"].shape == (48, 160)
+    val = build_test_set(data_cfg, EvalConfig(split="val"))  # val_files.txt: interior frames 1, 2 of drive 3
+    assert len(val) == 2 and val.protocol == "eigen" and val[0]["gt"].shape == (48, 160)
 
 
 def test_kitti_loader_errors(synthetic_kitti, tmp_path):

@@ -18,7 +18,6 @@ def add_parser(p: argparse.ArgumentParser) -> None:
             "projected into camera 2 (Eigen protocol, LiDAR forward coordinate as depth); --benchmark = "
             "the annotated KITTI depth-benchmark PNGs (<drive>/proj_depth/groundtruth/image_02, /256)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     e.add_argument("--data-path", required=True, help="KITTI raw root (holds <date>/calib_*.txt and drives)")
     src = e.add_mutually_exclusive_group(required=True)

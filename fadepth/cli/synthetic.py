@@ -17,16 +17,15 @@ def add_parser(p: argparse.ArgumentParser) -> None:
             "data.dataset=kitti data.path=<out> data.split=<out>/splits; export GT with "
             "fadepth kitti export-gt --data-path <out> --split-file <out>/splits/test_files.txt."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     w.add_argument("--out", required=True, help="output root folder (created)")
-    w.add_argument("--sequences", type=int, default=2, help="train sequences (val: 1, test: --test-sequences)")
-    w.add_argument("--test-sequences", type=int, default=1, help="test sequences")
-    w.add_argument("--frames", type=int, default=20, help="frames per sequence")
-    w.add_argument("--height", type=int, default=375, help="image height")
-    w.add_argument("--width", type=int, default=1242, help="image width")
-    w.add_argument("--seed", type=int, default=0, help="scene seed")
-    w.add_argument("--lidar-fraction", type=float, default=0.05, help="fraction of valid pixels sampled as LiDAR")
+    w.add_argument("--sequences", type=int, default=2, help="train sequences; val gets 1 (default: %(default)s)")
+    w.add_argument("--test-sequences", type=int, default=1, help="test sequences (default: %(default)s)")
+    w.add_argument("--frames", type=int, default=20, help="frames per sequence (default: %(default)s)")
+    w.add_argument("--height", type=int, default=375, help="image height (default: %(default)s)")
+    w.add_argument("--width", type=int, default=1242, help="image width (default: %(default)s)")
+    w.add_argument("--seed", type=int, default=0, help="scene seed (default: %(default)s)")
+    w.add_argument("--lidar-fraction", type=float, default=0.05, help="fraction of valid pixels sampled as LiDAR points (default: %(default)s)")
 
 
 def _error(message: str) -> int:

@@ -8,7 +8,8 @@ samples ``{"images": (F,3,H,W) in [0,1] (frames in data_cfg.frame_ids order, tar
 "gt": float32 (Hgt,Wgt) at native resolution, "id": str}`` with a ``protocol`` attribute
 (``synthetic``, ``eigen``, ``eigen_benchmark`` or ``ddad``).  KITTI test lists come from
 ``fadepth/data/splits/<protocol>/test_files.txt`` unless ``data_cfg.split`` is a folder holding its own
-``test_files.txt`` (e.g. one written by ``fadepth synthetic write-kitti``).
+``test_files.txt`` (e.g. one written by ``fadepth synthetic write-kitti``); ``eval_cfg.split == "val"``
+gives the ``val_files.txt`` list of ``data_cfg.split`` with Eigen (LiDAR) GT computed on the fly.
 """
 from __future__ import annotations
 
@@ -78,10 +79,14 @@ def build_test_set(data_cfg, eval_cfg):
         scenes = SyntheticScenes(data_cfg.synthetic, data_cfg.height, data_cfg.width, split)
         return SyntheticTestSet(scenes, eval_cfg.max_images)
     if protocol in ("eigen", "eigen_benchmark"):
-        from .kitti import KittiTestSet
+        from .kitti import KittiTestSet, split_file
 
+        root = _need_path(data_cfg)
+        if eval_cfg.split == "val":  # validation during training: data.split's val list, Eigen GT from LiDAR
+            return KittiTestSet(root, "eigen", data_cfg.height, data_cfg.width, max_images=eval_cfg.max_images,
+                                image_ext=data_cfg.image_ext, split_path=split_file(data_cfg.split, "val"))
         custom = Path(data_cfg.split).expanduser() / "test_files.txt"  # a split folder of one's own
-        return KittiTestSet(_need_path(data_cfg), protocol, data_cfg.height, data_cfg.width,
+        return KittiTestSet(root, protocol, data_cfg.height, data_cfg.width,
                             gt_path=eval_cfg.gt_path, max_images=eval_cfg.max_images, image_ext=data_cfg.image_ext,
                             split_path=custom if custom.is_file() else None)
     from .ddad import DDADTestSet

@@ -133,20 +133,20 @@ def _cast(scene: Scene, pose: np.ndarray, K: np.ndarray, rays_cam: np.ndarray):
 
 def _shade(scene: Scene, c, d, t, obj, axis, focal: float) -> np.ndarray:
     """Colour of every pixel from world-fixed textures, a Lambertian sun and the sequence gain."""
-    d, t, obj, axis = d.reshape(-1, 3), t.ravel(), obj.ravel(), axis.ravel()
-    color = np.zeros((len(t), 3), np.float32)
+    obj, axis = obj.ravel(), axis.ravel()
+    color = np.zeros((len(obj), 3), np.float32)
     sky = np.flatnonzero(obj == -2)
     if len(sky):
-        color[sky] = tex.sky(d[sky], scene.seed)
+        color[sky] = tex.sky(d.reshape(-1, 3)[sky], scene.seed)
     solid = np.flatnonzero(obj != -2)
-    ds, ts, ax, ob = d[solid], t[solid], axis[solid], obj[solid]
-    p = c.astype(np.float32) + ts[:, None] * ds
-    d_ax = np.take_along_axis(ds, ax[:, None], 1)[:, 0]
-    norm = np.sqrt((ds * ds).sum(1))
-    fp = ts * norm * norm / (focal * np.maximum(np.abs(d_ax), 0.15 * norm))
-    normal = np.zeros_like(ds)
-    np.put_along_axis(normal, ax[:, None], -np.sign(d_ax)[:, None], 1)
-    shade = 0.55 + 0.5 * np.clip(normal @ scene.sun.astype(np.float32), 0.0, None)
+    ts, ax, ob = t.ravel()[solid], axis[solid], obj[solid]
+    dx, dy, dz = (d[..., k].ravel()[solid] for k in range(3))
+    p = np.stack([c[0] + ts * dx, c[1] + ts * dy, c[2] + ts * dz], 1).astype(np.float32)
+    d_ax = np.where(ax == 0, dx, np.where(ax == 1, dy, dz))
+    norm2 = dx * dx + dy * dy + dz * dz
+    fp = ts * norm2 / (focal * np.maximum(np.abs(d_ax), 0.15 * np.sqrt(norm2)))
+    n_dot_sun = -np.sign(d_ax) * scene.sun.astype(np.float32)[ax]  # face normal faces the camera
+    shade = 0.55 + 0.5 * np.clip(n_dot_sun, 0.0, None)
     col = np.empty((len(ts), 3), np.float32)
     road = np.flatnonzero(ob == -1)
     col[road] = tex.road(p[road], fp[road], scene.road_half, scene.seed)

@@ -13,31 +13,32 @@ import numpy as np
 
 _TABLE_BITS = 10
 _MASK = (1 << _TABLE_BITS) - 1
-_rng = np.random.default_rng(20240607)
-_PERM = _rng.permutation(1 << _TABLE_BITS).astype(np.int32)
-_VALUES = _rng.random(1 << _TABLE_BITS).astype(np.float32)
+_VALUES = np.random.default_rng(20240607).random(1 << (2 * _TABLE_BITS)).astype(np.float32)  # 1024 x 1024
 
 
-def _hash(ix: np.ndarray, iy: np.ndarray, seed) -> np.ndarray:
+def _hash(ix, iy, seed) -> np.ndarray:
     """Integer lattice point (and integer seed, scalar or per-pixel) -> pseudo-random float32 in [0, 1).
 
-    Permutation-table hash (period 1024 lattice cells per axis), cheaper than integer mixing.
+    A lookup in a fixed random 1024 x 1024 table (period 1024 lattice cells per axis); the seed
+    shifts the lookup column.
     """
-    return _VALUES[_PERM[(_PERM[(ix + seed) & _MASK] + iy) & _MASK]]
+    return _VALUES[(((np.asarray(ix) + (seed & _MASK)) & _MASK) << _TABLE_BITS) | (np.asarray(iy) & _MASK)]
 
 
 def value_noise(u: np.ndarray, v: np.ndarray, freq: float, seed) -> np.ndarray:
     """Smooth value noise in [0, 1) on a lattice of spacing 1/freq metres."""
+    seed = seed & _MASK
     x, y = u * np.float32(freq), v * np.float32(freq)
     x0, y0 = np.floor(x), np.floor(y)
     fx, fy = x - x0, y - y0
     fx = fx * fx * (3.0 - 2.0 * fx)
     fy = fy * fy * (3.0 - 2.0 * fy)
-    ix, iy = x0.astype(np.int32), y0.astype(np.int32)
-    row0 = _PERM[(ix + seed) & _MASK]
-    row1 = _PERM[(ix + 1 + seed) & _MASK]
-    a, b = _VALUES[_PERM[(row0 + iy) & _MASK]], _VALUES[_PERM[(row1 + iy) & _MASK]]
-    c, d = _VALUES[_PERM[(row0 + iy + 1) & _MASK]], _VALUES[_PERM[(row1 + iy + 1) & _MASK]]
+    col0 = (((x0.astype(np.int32) + seed) & _MASK) << _TABLE_BITS)
+    col1 = ((col0 + (1 << _TABLE_BITS)) & (_MASK << _TABLE_BITS))
+    row0 = y0.astype(np.int32) & _MASK
+    row1 = (row0 + 1) & _MASK
+    a, b = _VALUES[col0 | row0], _VALUES[col1 | row0]
+    c, d = _VALUES[col0 | row1], _VALUES[col1 | row1]
     top = a + (b - a) * fx
     bottom = c + (d - c) * fx
     return (top + (bottom - top) * fy).astype(np.float32, copy=False)
@@ -97,7 +98,7 @@ def road(p: np.ndarray, fp: np.ndarray, road_half: float, seed: int) -> np.ndarr
     paint = np.clip(centre + edge, 0.0, 1.0) * (0.6 + 0.4 * grain)
     color = _mix(asphalt, np.full_like(asphalt, 0.85), paint)
     tiles = 1.0 - 0.35 * (1.0 - pulse(x / 0.6, 0.06, 1.0, fp / 0.6) * pulse(z / 0.6, 0.06, 1.0, fp / 0.6))
-    side = (0.45 + 0.2 * fbm(x, z, fp, 2.0, 2, seed + 5))[:, None] * np.array([1.0, 0.95, 0.85], np.float32)
+    side = (0.45 + 0.2 * grain)[:, None] * np.array([1.0, 0.95, 0.85], np.float32)
     side = side * tiles[:, None]
     on_side = np.clip((np.abs(x) - road_half) / np.maximum(fp, 1e-3) + 0.5, 0.0, 1.0)
     return _mix(color, side, on_side)
@@ -110,7 +111,7 @@ def facade(u, v, fp, base: np.ndarray, seed: np.ndarray) -> np.ndarray:
     bricks = pulse(v / 0.25, 0.1, 1.0, fp / 0.25) * pulse(u / 0.6 + 0.5 * (np.floor(v / 0.25) % 2), 0.05, 1.0, fp / 0.6)
     wall = base * (0.7 + 0.25 * bricks + 0.35 * (fbm(u, v, fp, 1.5, 3, s) - 0.5))[:, None]
     win = pulse(u / bay, 0.25, 0.75, fp / bay) * pulse(v / 3.0, 0.25, 0.7, fp / 3.0)
-    glass = (0.12 + 0.25 * fbm(u, v, fp, 0.7, 3, s + 1))[:, None] * np.array([0.8, 0.9, 1.0], np.float32)
+    glass = (0.12 + 0.25 * value_noise(u, v, 0.7, s + 1))[:, None] * np.array([0.8, 0.9, 1.0], np.float32)
     return _mix(wall, glass, win)
 
 
@@ -119,7 +120,7 @@ def car(u, v, fp, base: np.ndarray, seed: np.ndarray) -> np.ndarray:
     s = seed
     body = base * (0.8 + 0.4 * (fbm(u, v, fp, 4.0, 2, s) - 0.5))[:, None]
     height_frac = np.clip((-v - 0.9) / np.maximum(fp, 1e-3), 0.0, 1.0)  # y is down: -v is height
-    glass = np.full_like(body, 0.15) + 0.25 * fbm(u, v, fp, 2.0, 2, s + 3)[:, None]
+    glass = np.full_like(body, 0.15) + 0.25 * value_noise(u, v, 2.0, s + 3)[:, None]
     return _mix(body, glass, height_frac)
 
 

@@ -26,6 +26,10 @@ TEMPLATE = r"""\documentclass[10pt]{article}
 \usepackage{graphicx}
 \usepackage{amsmath}
 \usepackage{amssymb}
+\setlength{\tabcolsep}{3pt}
+\makeatletter
+\g@addto@macro\@floatboxreset{\scriptsize}% tables in floats: small type (floats reset the font size)
+\makeatother
 \title{FA-Depth ablations: ours beside the paper}
 \author{fadepth report (reports/build.py)}
 \date{}
@@ -36,7 +40,7 @@ paper's own rows (source paper), from the MLflow store << store >>.
 <% for entry in entries %>
 \clearpage
 \section*{<< entry.heading >>}
-{\scriptsize\setlength{\tabcolsep}{3pt}
+{\scriptsize
 \input{<< entry.table >>}
 }
 <% for figure in entry.figures %>

@@ -61,7 +61,10 @@ def one_factor(frame: pd.DataFrame, factor: str, reference: Mapping[str, float])
     return frame[keep].sort_values(factor)
 
 
-def _line_panel(ax, data: pd.DataFrame, x: str, y: str, hue: str | None, log_x: bool = False) -> None:
+def _line_panel(ax, data: pd.DataFrame, x: str, y: str, hue: str | None, log_x: bool = False,
+                hue_title: str = "paper scheme") -> None:
+    if hue:
+        data, hue = data.rename(columns={hue: hue_title}), hue_title
     sns.lineplot(data=data, x=x, y=y, hue=hue, style="source", markers=SOURCE_MARKERS, dashes=SOURCE_DASHES,
                  style_order=["ours", "paper"], ax=ax, errorbar=None)
     ours = data[(data["source"] == "ours") & data.get(f"{y}_std", pd.Series(np.nan, index=data.index)).notna()]
@@ -91,7 +94,7 @@ def lr_robustness(comparison: Comparison, context: Mapping[str, Any]) -> tuple[F
     _require_ours(data, "the LR sweep")
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.subplots()
-    _line_panel(ax, data, "lr", metric, hue="paper_label", log_x=True)
+    _line_panel(ax, data, "lr", metric, hue="paper_label", log_x=True, hue_title="architecture")
     ax.set_xlabel("learning rate")
     ax.legend(title=None, fontsize="small")
     return fig, f"Table IV: {METRICS[metric].latex} against the learning rate per architecture (ours: solid, paper: dashed)."
@@ -130,6 +133,8 @@ def etm_drop(comparison: Comparison, context: Mapping[str, Any]) -> tuple[Figure
             continue
         _line_panel(ax, panel, factor, metric, hue="paper_label")
         ax.set_xlabel(factor)
+        if drawn and ax.get_legend():
+            ax.get_legend().remove()  # the first panel's legend names every line
         drawn += 1
     if not drawn:
         raise SkipFigure("none of our finished schemes varies pb_t, r1 or r2")
@@ -189,7 +194,8 @@ def speed_accuracy(comparison: Comparison, context: Mapping[str, Any]) -> tuple[
         for _, point in points.iterrows():
             ax.annotate(point["label"], (point[x], point["abs_rel"]), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
-        ax.set_xscale("log")
+        if x == "gflops":  # GFLOPs span two decades; FPS stays linear
+            ax.set_xscale("log")
         ax.set_xlabel("GFLOPs" if x == "gflops" else "FPS")
         ax.set_ylabel(_label("abs_rel"))
     profile = context.get("accuracy_profile", "?")

@@ -58,17 +58,29 @@ def _tag_filter(tags: dict[str, str]) -> str:
     return " and ".join(clauses + ["attributes.status = 'FINISHED'"])
 
 
+def _experiment_ids(tracking_uri: str, names: Sequence[str] | None) -> list[str]:
+    """Ids of the named experiments that exist (all experiments when ``names`` is None)."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    if names is None:
+        return [e.experiment_id for e in client.search_experiments()]
+    found = (client.get_experiment_by_name(name) for name in names)
+    return [e.experiment_id for e in found if e is not None]
+
+
+def search_runs(tracking_uri: str, filter_string: str, experiment_names: Sequence[str] | None) -> pd.DataFrame:
+    """``mlflow.search_runs`` on one store; an empty frame when no experiment matches."""
+    check_store_exists(tracking_uri)
+    experiment_ids = _experiment_ids(tracking_uri, experiment_names)
+    if not experiment_ids:
+        return pd.DataFrame()
+    with tracking(tracking_uri):
+        return mlflow.search_runs(experiment_ids=experiment_ids, filter_string=filter_string)
+
+
 def search_finished(tracking_uri: str, tags: dict[str, str], experiment_names: Sequence[str] | None = None
                     ) -> pd.DataFrame:
     """FINISHED runs carrying every tag in ``tags`` (all experiments when ``experiment_names`` is None)."""
-    check_store_exists(tracking_uri)
-    with tracking(tracking_uri):
-        if experiment_names is None:
-            experiment_ids = [e.experiment_id for e in mlflow.search_experiments()]
-            if not experiment_ids:
-                return pd.DataFrame()
-            return mlflow.search_runs(experiment_ids=experiment_ids, filter_string=_tag_filter(tags))
-        return mlflow.search_runs(experiment_names=list(experiment_names), filter_string=_tag_filter(tags))
+    return search_runs(tracking_uri, _tag_filter(tags), experiment_names)
 
 
 def fetch_child_runs(spec, tracking_uri: str, profile: str | None) -> pd.DataFrame:
@@ -136,18 +148,12 @@ def load_summary(spec, tracking_uri: str, profile: str, metrics: Sequence[str]) 
 def find_sweep_run(spec, tracking_uri: str, profile: str) -> str | None:
     """The run id of the sweep's parent run (latest one), or None."""
     tags = {"fadepth.role": "sweep", "fadepth.spec_hash": spec.spec_hash, "fadepth.profile": profile}
+    any_status = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
     with contextlib.suppress(ReportError):
-        runs = search_finished_or_running(tracking_uri, tags, spec.name)
+        runs = search_runs(tracking_uri, any_status, [spec.name])
         if not runs.empty:
             return str(runs.sort_values("start_time").iloc[-1]["run_id"])
     return None
-
-
-def search_finished_or_running(tracking_uri: str, tags: dict[str, str], experiment_name: str) -> pd.DataFrame:
-    check_store_exists(tracking_uri)
-    clauses = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
-    with tracking(tracking_uri):
-        return mlflow.search_runs(experiment_names=[experiment_name], filter_string=clauses)
 
 
 def log_artifacts(tracking_uri: str, run_id: str, files: Sequence[Path], artifact_path: str) -> None:
