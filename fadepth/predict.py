@@ -73,7 +73,7 @@ def iter_frames(inputs: Iterable[str | Path]) -> Iterator[Frame]:
 def predict_disparity(depth_net: torch.nn.Module, rgb: np.ndarray, height: int, width: int,
                       device: torch.device) -> np.ndarray:
     """Finest disparity of the network for one frame, resized back to the frame's resolution."""
-    x = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0).unsqueeze(0).to(device)
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div(255.0).unsqueeze(0).to(device)
     x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
     disp = depth_net(x)["disp"][0]
     disp = F.interpolate(disp, size=rgb.shape[:2], mode="bilinear", align_corners=False)

@@ -14,6 +14,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Sequence
 
 import pandas as pd
@@ -118,6 +119,28 @@ def speed_accuracy_points(measured: dict[str, dict], tracking_uri: str, profile:
     return pd.DataFrame(points)
 
 
+# Table IV's bottom half (encoder/decoder complexity of three DepthNets) is built from the same counts as
+# Table I: complexity spec's paper table -> (companion paper table, its name, {model name: paper scheme}).
+COMPANIONS = {"table01_complexity.csv": ("table04_complexity.csv", "table_iv_complexity",
+                                         {"rn18": "RN18", "mobilenetv3": "MobileNetV3", "smalldepth": "SmallDepth"})}
+
+
+def companion_spec(spec, measured: dict[str, dict]):
+    """A spec-like view of ``spec`` restricted to the companion table's architectures, or None."""
+    if spec.paper_table not in COMPANIONS:
+        return None
+    paper_table, name, by_model = COMPANIONS[spec.paper_table]
+    schemes = [SimpleNamespace(name=s.name, overrides=s.overrides, paper={"scheme": by_model[measured[s.name]["model"]]})
+               for s in spec.schemes if measured[s.name]["model"] in by_model]
+    if not schemes:
+        return None
+    baseline = spec.baseline if spec.baseline in {s.name for s in schemes} else None
+    title = "Table IV (bottom): encoder / decoder complexity of the DepthNets (same counts as Table I)"
+    metrics = SimpleNamespace(primary="gflops", direction="minimize", columns=["params_m", "gflops", "fps"])
+    return SimpleNamespace(name=name, title=title, paper_table=paper_table, kind="complexity", baseline=baseline,
+                           schemes=schemes, metrics=metrics, overrides={}, path=spec.path, spec_hash=spec.spec_hash)
+
+
 # ----------------------------------------------------------------------------------- one build
 def build_spec(spec, *, tracking_uri: str, out_dir: Path, profile: str | None = None, device: str = "cpu",
                fps: bool = False, log_artifacts: bool = True, say: Callable[[str], None] = print) -> BuildResult:
@@ -136,6 +159,14 @@ def build_spec(spec, *, tracking_uri: str, out_dir: Path, profile: str | None = 
     result.figures = figures.make_figures(spec, comparison, out_dir / "figures", context, say=say)
     entry = document.entry_for(spec, profile, result.files[0], result.figures, out_dir)
     result.document = document.write_document(out_dir, entry, tracking_uri)
+    companion = companion_spec(spec, measured) if spec.kind == "complexity" else None
+    if companion is not None:
+        comparison, _ = complexity_comparison(companion, {s.name: measured[s.name] for s in companion.schemes})
+        caption = tables.caption_text(companion, comparison, None, what)
+        companion_files = tables.write_table_files(comparison, out_dir, companion.name, caption)
+        result.files += companion_files
+        entry = document.entry_for(companion, profile, companion_files[0], [], out_dir)
+        result.document = document.write_document(out_dir, entry, tracking_uri)
     if log_artifacts:
         result.logged_to = log_to_sweep_run(spec, tracking_uri, profile, result)
     return result

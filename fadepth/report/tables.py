@@ -263,11 +263,9 @@ def complexity_metrics(spec, paper: pd.DataFrame | None) -> tuple[list[str], str
 
 
 def _in_paper_units(column: str, value: Any) -> float:
-    """Params in M and GFLOPs in G, as the paper prints them (raw counts are scaled down)."""
+    """Params in M as the paper prints them (complexity_rows counts parameters; GFLOPs and MAC (M) match)."""
     value = float(value) if value is not None else np.nan
-    if column.startswith(("param", "gflops")) and value > 1e4:
-        return value / (1e6 if column.startswith("param") else 1e9)
-    return value
+    return value / 1e6 if column.startswith("param") else value
 
 
 def ours_from_complexity(rows: Mapping[str, Mapping[str, Any]], metrics: Sequence[str]) -> dict[str, OursRow]:

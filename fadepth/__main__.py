@@ -1,0 +1,5 @@
+import sys
+
+from fadepth.cli import main
+
+sys.exit(main())
