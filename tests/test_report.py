@@ -7,6 +7,8 @@ these tests do not depend on the YAMLs in ablations/.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -188,6 +190,10 @@ def test_complexity_table_beside_the_paper(tmp_path, monkeypatch):
     assert frame.at["ours", "gflops"] == pytest.approx(0.35) and frame.at["paper", "gflops"] == pytest.approx(0.42)
     assert "Param (M) $\\downarrow$" in (tmp_path / "table_i.tex").read_text()
     assert result.figures == []  # no finished training runs -> the speed-accuracy scatter is skipped
+    bottom = pd.read_csv(tmp_path / "table_iv_complexity.csv").set_index("source")  # Table IV from the same counts
+    assert bottom.at["ours", "param_enc_m"] == pytest.approx(2.0)
+    assert bottom.at["paper", "param_enc_m"] == pytest.approx(2.07)
+    assert "\\input{table_iv_complexity.tex}" in (tmp_path / "report.tex").read_text()
 
 
 def test_paper_row_selection_matches_numbers_and_text():
@@ -195,3 +201,14 @@ def test_paper_row_selection_matches_numbers_and_text():
     rows = tables.select_paper_rows(paper, {"scheme": "+ETM", "pb_t": 0.1, "r1": 0.1, "r2": 1})
     assert len(rows) == 1 and rows.iloc[0]["a1"] == "0.7921"
     assert len(tables.select_paper_rows(paper, {"scheme": "+ETM*"})) == 8
+
+
+def test_report_tex_compiles_with_pdflatex(built):
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        pytest.skip("pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
+    _, out = built
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=out,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (out / "report.pdf").stat().st_size > 10_000
