@@ -8,7 +8,8 @@
 * ``smoke_wall_s_1w`` / ``smoke_wall_s_2w``: the wall time of the real smoke sweep (8 schemes x 1 seed)
   with 1 and 2 CPU workers, evaluation included.
 
-Every measurement runs in a fresh temporary ``--runs-dir``.  The last line is exactly
+Every measurement runs in a fresh temporary ``--runs-dir``, with ``OMP_NUM_THREADS=1`` per worker unless set
+(on a loaded 2-core machine two torch threads per worker made trials 10x slower).  The last line is exactly
 ``overhead_s_per_trial=<x> smoke_wall_s_1w=<y> smoke_wall_s_2w=<z>``.
 
     python benchmarks/bench_sweep.py [--spec ablations/table_v.yaml] [--skip-smoke]
@@ -31,6 +32,7 @@ def timed_sweep(spec: Path, workers: int, *extra: str) -> float:
         cmd = [sys.executable, str(REPO / "sweeps" / "run.py"), str(spec), "--profile", "smoke",
                "--workers", str(workers), "--runs-dir", str(Path(tmp) / "runs"), "--no-progress", *extra]
         env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+        env.setdefault("OMP_NUM_THREADS", "1")  # one thread per worker: 2 threads on a shared 2-core box spin
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0

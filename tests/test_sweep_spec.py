@@ -154,3 +154,14 @@ def test_table_specs_cover_the_paper_rows():
     x = load_spec(REPO / "ablations" / "table_x.yaml")
     assert x.resolve("a3_2_5_hat", 0, "paper").loss.pyramid.mode == "per_level"
     assert x.resolve("a3", 0, "paper").loss.pyramid.lr.alpha == 0.5
+
+
+def test_search_block_is_validated(tmp_path):
+    search = "search:\n  n_trials: 4\n  sampler: tpe\n  pruner: median\n  space:\n"
+    good = GOOD + search + "    optim.lr: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}\n"
+    spec = load_spec(write(tmp_path, good))
+    assert spec.search.n_trials == 4 and spec.search.space["optim.lr"].log
+    with pytest.raises(SpecError, match="search space: unknown key 'optim.lrr'"):
+        load_spec(write(tmp_path, GOOD + search + "    optim.lrr: {type: float, low: 0.1, high: 0.2}\n"))
+    with pytest.raises(SpecError, match="low' < 'high"):
+        load_spec(write(tmp_path, GOOD + search + "    optim.lr: {type: float, low: 0.2, high: 0.1}\n"))

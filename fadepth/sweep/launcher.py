@@ -203,7 +203,9 @@ def start_workers(sweep: Sweep, args: argparse.Namespace) -> list[subprocess.Pop
     log_dir = sweep.runs_dir / "logs" / sweep.study_name
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
-    cpu_threads = str(max(1, (os.cpu_count() or 1) // len(gpus)))
+    # CPU workers: one torch thread each (scale with --workers); measured on a shared 2-core machine, two
+    # threads per worker made trials ~10x slower (spinning OpenMP threads).  Set OMP_NUM_THREADS to override.
+    threads = str(max(1, (os.cpu_count() or 1) // len(gpus))) if args.gpus else "1"
     for i, gpu in enumerate(gpus):
         ctx = WorkerContext(
             spec_path=str(sweep.plan.spec.path), profile=sweep.plan.profile, study_name=sweep.study_name,
@@ -215,8 +217,7 @@ def start_workers(sweep: Sweep, args: argparse.Namespace) -> list[subprocess.Pop
                                                           env.get("PYTHONPATH")]))
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
-        else:
-            env.setdefault("OMP_NUM_THREADS", cpu_threads)
+        env.setdefault("OMP_NUM_THREADS", threads)
         log_file = open(log_dir / f"worker-{i}.log", "a")  # noqa: SIM115 - owned by the child
         procs.append(subprocess.Popen([sys.executable, "-m", "fadepth.sweep.worker", ctx.to_json()], env=env,
                                       stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True))

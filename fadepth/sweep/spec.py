@@ -337,13 +337,3 @@ def _explain(
         else:
             lines.append(f"  key {key!r} (from {owner}): expected {err['msg'][0].lower()}{err['msg'][1:]}; got {got!r}")
     return "\n".join(lines)
-
-
-def table_rows(spec: SweepSpec, profile: str, seeds: list[int] | None = None) -> list[dict[str, Any]]:
-    """(scheme, seed, {overridden key: resolved value}) rows for ``--dry-run``."""
-    rows = []
-    for s in spec.schemes:
-        for seed in seeds if seeds is not None else spec.seeds_for(profile):
-            flat = spec.resolve(s.name, seed, profile).to_flat_dict()
-            rows.append({"scheme": s.name, "seed": seed, "values": {k: flat.get(k) for k in spec.overridden_keys(s.name)}})
-    return rows

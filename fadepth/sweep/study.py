@@ -214,8 +214,7 @@ def worker_is_dead(trial: FrozenTrial, now: datetime | None = None) -> bool:
 
 def repair_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Fail RUNNING trials whose worker is dead (so the cell is re-enqueued); returns them."""
-    if isinstance(study._storage, RDBStorage) or is_rdb(getattr(study._storage, "url", "") or ""):
-        optuna.storages.fail_stale_trials(study)  # heartbeat: fails and re-queues through the callback
+    optuna.storages.fail_stale_trials(study)  # RDB heartbeat: fails and re-queues via the callback; else no-op
     stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if worker_is_dead(t)]
     for t in stale:
         who = f"{t.user_attrs.get(ATTR_HOST)}:{t.user_attrs.get(ATTR_PID)}"

@@ -8,7 +8,7 @@ and the worker goes on with the next one.  On SIGINT the current run ends KILLED
 the worker exits; the launcher re-queues interrupted cells on the next start.
 
 The trainer is ``fadepth.train.train``; ``FADEPTH_SWEEP_TRAIN_FN=module:function`` substitutes another
-callable with the same contract (tests use it to exercise the runner without training).
+callable with the same contract (e.g. a stub, to profile the runner alone).
 """
 from __future__ import annotations
 
