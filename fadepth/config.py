@@ -295,8 +295,13 @@ def load_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def validate(tree: Mapping[str, Any], source: str = "<config>") -> ExperimentConfig:
+    """Validate `tree` on top of the full defaults.
+
+    Merging onto the defaults first keeps the per-level defaults of nested sections: setting only
+    `loss.pyramid.color.beta` must not reset the color level's `phi: l1` to the generic default.
+    """
     try:
-        return ExperimentConfig.model_validate(tree)
+        return ExperimentConfig.model_validate(deep_merge(ExperimentConfig().model_dump(), tree))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
 

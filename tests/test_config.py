@@ -51,3 +51,11 @@ def test_flat_dict_round_trip():
     flat = ExperimentConfig().to_flat_dict()
     assert flat["model.etm.pb_t"] == 0.1 and flat["loss.pyramid.color.phi"] == "l1"
     assert len(ExperimentConfig().digest()) == 64
+
+
+def test_partial_nested_override_keeps_the_level_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("loss: {pyramid: {color: {beta: 0.3}, lr: {enabled: true}}}\n")
+    cfg = load_config(path)
+    assert cfg.loss.pyramid.color.beta == 0.3 and cfg.loss.pyramid.color.phi == "l1"
+    assert cfg.loss.pyramid.lr.enabled and cfg.loss.pyramid.lr.scale == 0.75 and cfg.loss.pyramid.lr.beta == 1.0
