@@ -215,6 +215,18 @@ def _build_one(path: Path, args: argparse.Namespace, tracking_uri: str) -> Build
     return result
 
 
+def print_next_steps(out: Path, tracking_uri: str) -> None:
+    """Where the tables are and how to look at the runs: the last lines of the README's main command."""
+    print(f"\nTables (ours beside the paper's): {out.resolve()}/table_*.tex (.md, .csv); "
+          f"compile everything with: cd {out} && pdflatex report.tex")
+    if tracking_uri.startswith("sqlite:"):
+        print("Browse and compare the runs in the MLflow UI (then open http://127.0.0.1:5000):\n"
+              f"  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {tracking_uri} "
+              "--workers 1 --port 5000")
+    else:
+        print(f"Browse and compare the runs in the MLflow UI at {tracking_uri}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     tracking_uri = args.tracking_uri or default_tracking_uri()
@@ -228,4 +240,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[report] {'skipped' if args.all else 'error'}: {path}: {why}", file=sys.stderr)
     if built:
         print(f"[report] {Path(args.out) / 'report.tex'}: {built} table(s) built in this call")
+        print_next_steps(Path(args.out), tracking_uri)
     return 0 if built == len(paths) or (args.all and built) else 1
