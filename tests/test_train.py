@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from fadepth.checkpoint import CheckpointError, load_checkpoint, load_model
 from fadepth.config import load_config

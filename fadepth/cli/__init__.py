@@ -19,6 +19,12 @@ SUBCOMMANDS = {
 }
 
 
+def fail(command: str, message: str) -> int:
+    """Print a sub-command's error the way argparse does and return exit status 2."""
+    print(f"{command}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fadepth",

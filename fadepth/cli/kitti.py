@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from fadepth.cli import fail
 
 SPLITS_DIR = Path(__file__).resolve().parent.parent / "data" / "splits"
 
@@ -30,8 +31,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _error(message: str) -> int:
-    print(f"fadepth kitti: error: {message}", file=sys.stderr)
-    return 2
+    return fail("fadepth kitti", message)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from fadepth.cli import fail
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -29,8 +30,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _error(message: str) -> int:
-    print(f"fadepth synthetic: error: {message}", file=sys.stderr)
-    return 2
+    return fail("fadepth synthetic", message)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,6 @@ How one run's config is built (:meth:`SweepSpec.resolve`), later layers winning:
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
