@@ -319,7 +319,7 @@ def _explain(
 ) -> str:
     """Name the override that set each bad key (scheme, profile, spec or base file) and what was expected."""
     owners = [
-        (f"--set", extra or {}),
+        ("--set", extra or {}),
         (f"profile {profile!r} overrides", spec.profile(profile).overrides),
         (f"scheme {scheme!r} overrides", spec.scheme(scheme).overrides),
         ("spec-level overrides", spec.overrides),
