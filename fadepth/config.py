@@ -102,6 +102,9 @@ class CrLossConfig(_Strict):
     min_reprojection: bool = True
     bidirectional: bool = True
     structure_weighting: bool = True  # weight L_p by 1 - depth-structure difference
+    # False (monodepth2): out-of-view samples keep their border-padded error. True drops them from the
+    # loss, which lets the net "win" by predicting near depth at the image borders (found in training).
+    exclude_out_of_view: bool = False
     num_scales: int = Field(4, ge=1, le=4)
     min_depth: float = 0.1
     max_depth: float = 100.0

@@ -16,8 +16,9 @@ Decisions
    before warping (monodepth2); depth by eq. (12), ``fadepth.models.disp_to_depth`` (cfg.min_depth and
    cfg.max_depth are not used: eq. 12 fixes the range to ~[0.1, 100]). L_p and L_d are averaged over scales.
 3. **L_p** (per direction): pe = 0.85 (1-SSIM)/2 + 0.15 L1. Forward (t <- s): per-pixel minimum over the
-   sources (``min_reprojection``; otherwise the valid-pixel average), projections that leave the source
-   image or fall behind it are excluded from the minimum. Auto-mask (``automask``): keep a pixel only where
+   sources (``min_reprojection``; otherwise the average). Projections that leave the source keep their
+   border-padded error as in monodepth2 (``exclude_out_of_view=True`` drops them instead, which the net
+   exploits by predicting near depth at the borders). Auto-mask (``automask``): keep a pixel only where
    that minimum is below the minimum identity error pe(source, target) + N(0, 1e-5). Structure weight
    (``structure_weighting``): W = 1 - clamp(|D_comp - D_interp| / (D_comp + D_interp), 0, 1) of the
    selected source, *detached* (L_d carries the depth-structure gradient). The loss is the mean over all
@@ -248,6 +249,10 @@ class CrLoss(nn.Module):
         """
         err = torch.cat(errors, dim=1)
         valid = torch.cat([v.valid for v in views], dim=1)
+        if not self.cfg.exclude_out_of_view:
+            # monodepth2: a sample that leaves the source keeps its border-padded error. Zeroing it would
+            # reward depths that push border pixels out of view (a degenerate minimum seen in training).
+            valid = torch.ones_like(valid)
         weight = torch.cat([v.weight for v in views], dim=1)
         if self.cfg.min_reprojection:
             best, idx = torch.where(valid > 0, err, torch.full_like(err, _OUTSIDE)).min(dim=1, keepdim=True)
