@@ -28,10 +28,10 @@ from fadepth.train import train
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--iterations", type=int, default=1500)
-    p.add_argument("--height", type=int, default=96)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--iterations", type=int, default=800)
+    p.add_argument("--height", type=int, default=64)
+    p.add_argument("--width", type=int, default=208)
+    p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench_out/learning")
