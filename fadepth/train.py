@@ -28,7 +28,7 @@ from fadepth.checkpoint import config_of, load_checkpoint, save_checkpoint
 from fadepth.config import ExperimentConfig, dump_config
 from fadepth.models import build_depth_model, build_pose_model
 from fadepth.schedules import apply_drop_rates
-from fadepth.utils import resolve_device, seed_everything
+from fadepth.utils import resolve_device, seed_everything, to_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,8 @@ class Trainer:
         self.depth_net = self._build_depth_net().to(self.device)
         self.pose_net = build_pose_model(cfg.model).to(self.device)
         if cfg.train.channels_last:
-            self.depth_net.to(memory_format=torch.channels_last)
-            self.pose_net.to(memory_format=torch.channels_last)
+            to_channels_last(self.depth_net)
+            to_channels_last(self.pose_net)
 
         from fadepth.losses import build_objective  # heavy imports kept out of module import
 

@@ -59,3 +59,11 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
+    """NHWC layout for every 4-D parameter and buffer (`Module.to(memory_format=...)` rejects 5-D ones)."""
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return module

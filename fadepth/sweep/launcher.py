@@ -35,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="paper", help="profile of the spec: smoke | paper | ... (default: paper)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the spec's / profile's)")
     p.add_argument("--only", help="comma-separated scheme names to run (default: all)")
-    p.add_argument("--gpus", help="comma-separated GPU ids: one worker per id, CUDA_VISIBLE_DEVICES set")
-    p.add_argument("--workers", type=int, default=1, help="CPU worker processes when --gpus is not given")
+    p.add_argument("--gpus", default="auto",
+                   help="comma-separated GPU ids, one worker per id with CUDA_VISIBLE_DEVICES set; 'auto' "
+                        "(default): every visible GPU, or CPU workers when there is none; 'none': CPU workers")
+    p.add_argument("--workers", type=int, default=None,
+                   help="CPU worker processes when no GPU is used (default: one per CPU core, at most 8)")
     p.add_argument("--runs-dir", default="runs", help="embedded stores, checkpoints and logs (default: ./runs)")
     p.add_argument("--storage", help="Optuna storage: a journal file path (default runs/optuna.journal) or an "
                                      "RDB URL such as postgresql+psycopg2://user:pw@host/db")
@@ -196,16 +199,28 @@ class Sweep:
 
 
 # ------------------------------------------------------------------------------------ workers
+def resolve_gpus(text: str | None) -> list[str]:
+    """GPU ids to put one worker on each: explicit ids, every visible GPU for 'auto', none for 'none'."""
+    if text in (None, "", "none"):
+        return []
+    if text == "auto":
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return [g.strip() for g in text.split(",") if g.strip()]
+
+
 def start_workers(sweep: Sweep, args: argparse.Namespace) -> list[subprocess.Popen]:
     from fadepth.sweep.worker import WorkerContext
 
-    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else [None] * max(1, args.workers)
+    gpu_ids = resolve_gpus(args.gpus)
+    gpus = gpu_ids or [None] * max(1, args.workers or min(8, os.cpu_count() or 1))
     log_dir = sweep.runs_dir / "logs" / sweep.study_name
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
     # CPU workers: one torch thread each (scale with --workers); measured on a shared 2-core machine, two
     # threads per worker made trials ~10x slower (spinning OpenMP threads).  Set OMP_NUM_THREADS to override.
-    threads = str(max(1, (os.cpu_count() or 1) // len(gpus))) if args.gpus else "1"
+    threads = str(max(1, (os.cpu_count() or 1) // len(gpus))) if gpu_ids else "1"
     for i, gpu in enumerate(gpus):
         ctx = WorkerContext(
             spec_path=str(sweep.plan.spec.path), profile=sweep.plan.profile, study_name=sweep.study_name,
