@@ -38,6 +38,7 @@ def tiny_spec(tmp_path: Path, schemes: str, seeds: str = "[0, 1]", iterations: i
 
 def run(tmp_path: Path, spec: Path, *args: str, check_rc: int | None = 0) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true")
+    args = args if "--workers" in args else (*args, "--workers", "1")  # the product default is one per core
     proc = subprocess.run([*RUN, str(spec), "--profile", "smoke", "--no-progress", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     if check_rc is not None:
@@ -161,6 +162,7 @@ def _has_child_run(tmp_path: Path) -> bool:
 
 def _start(tmp_path: Path, spec: Path, *args: str) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true")
+    args = args if "--workers" in args else (*args, "--workers", "1")
     return subprocess.Popen([*RUN, str(spec), "--profile", "smoke", "--no-progress", *args], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
