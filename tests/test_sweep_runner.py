@@ -177,7 +177,7 @@ def test_killed_worker_then_rerun_completes_exactly_the_missing_runs(tmp_path):
     launcher = _start(tmp_path, spec)
     pid = _wait_for(lambda: _running_worker_pid(tmp_path, need_complete=1), 300, "a second running trial")
     os.kill(int(pid), signal.SIGKILL)
-    out, _ = launcher.communicate(timeout=120)
+    out, _ = launcher.communicate(timeout=300)  # 60 s grace before workers are killed, slow under load
     assert launcher.returncode == 1, out
     states = Counter(t.state.name for t in trials(tmp_path))
     assert states == Counter({"COMPLETE": 1, "FAIL": 1}), states  # the launcher repaired the dead cell
@@ -201,7 +201,7 @@ def test_sigint_stops_workers_and_leaves_stores_consistent(tmp_path):
     launcher = _start(tmp_path, spec)
     _wait_for(lambda: _running_worker_pid(tmp_path, need_complete=0), 300, "a running trial")
     launcher.send_signal(signal.SIGINT)
-    out, _ = launcher.communicate(timeout=120)
+    out, _ = launcher.communicate(timeout=300)  # 60 s grace before workers are killed, slow under load
     assert launcher.returncode == 130, out
     (trial,) = trials(tmp_path)
     assert trial.state.name == "FAIL" and trial.user_attrs["fadepth.failure"] == "interrupted"
