@@ -89,7 +89,8 @@ def test_launcher_and_worker_only_share_a_postgres_storage(postgres_url, tmp_pat
             overrides: {{model.pb_dsr: 0.5}}
         """))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    common = [str(spec), "--profile", "smoke", "--no-progress", "--storage", postgres_url, "--tracking-uri", tracking]
+    common = [str(spec), "--profile", "smoke", "--no-progress", "--storage", postgres_url, "--tracking-uri", tracking,
+              "--workers", "1"]  # one worker per "machine", so each launcher has cells of its own to finish
     env = dict(os.environ, OMP_NUM_THREADS="1", FADEPTH_SWEEP_HEARTBEAT_S="5")
     main = subprocess.Popen([*RUN, *common], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

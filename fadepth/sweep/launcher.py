@@ -303,6 +303,9 @@ def summarise(sweep: Sweep) -> dict[str, int]:
 # ------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # Ctrl-C must reach the wait loop even when started from a background shell job (which inherits
+    # SIGINT as ignored, so Python would never raise KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
