@@ -28,7 +28,7 @@ from fadepth.train import train
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--iterations", type=int, default=800)
+    p.add_argument("--iterations", type=int, default=900)
     p.add_argument("--height", type=int, default=64)
     p.add_argument("--width", type=int, default=208)
     p.add_argument("--batch", type=int, default=4)

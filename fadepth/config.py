@@ -105,6 +105,13 @@ class CrLossConfig(_Strict):
     # False (monodepth2): out-of-view samples keep their border-padded error. True drops them from the
     # loss, which lets the net "win" by predicting near depth at the image borders (found in training).
     exclude_out_of_view: bool = False
+    # L_feat compares the depth net's finest *encoder* features (appearance); "decoder" features encode
+    # depth, so they change with the motion and reward inverted depth (measured on synthetic scenes).
+    feature_source: Literal["encoder", "decoder"] = "encoder"
+    # Fraction of training run as plain L_p + L_s (no auto-mask, L_d, L_feat, structure weight): those
+    # terms trust the predicted pose, and from scratch they lock a random pose net into zero motion
+    # (auto-mask) or collapse the depth scale (L_d). 0 = every term from the first iteration.
+    warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     num_scales: int = Field(4, ge=1, le=4)
     min_depth: float = 0.1
     max_depth: float = 100.0

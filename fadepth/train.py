@@ -219,6 +219,7 @@ class Trainer:
         cfg = self.cfg
         seed_everything(step_seed(cfg.train.seed, self.iteration))
         apply_drop_rates(self.depth_net, self.iteration, cfg.train.iterations, cfg.model)
+        self.objective.set_progress(self.iteration, cfg.train.iterations)
         self.depth_net.train()
         self.pose_net.train()
         self.optimizer.zero_grad(set_to_none=True)

@@ -129,6 +129,44 @@ def test_automask_masks_static_scene():
     assert unmasked.terms["photometric"] > 10 * masked.terms["photometric"]
 
 
+
+def test_warmup_is_plain_photometric_then_every_term():
+    """Decision 8: during the warm-up no auto-mask, L_d, L_feat or structure weight; after it, all of them."""
+    loss = CrLoss(CrLossConfig(warmup_fraction=0.25))
+    torch.manual_seed(0)
+    depth, pose = TinyDepth(), TinyPose()
+
+    def run(static):
+        return loss(depth, pose, _images(static), _K(), (0, -1, 1))
+
+    loss.set_progress(24, 100)
+    moving, static = run(False), run(True)
+    assert moving.terms["depth_consistency"] == 0 and moving.terms["feature"] == 0
+    assert static.extras["automask_fraction"] == 1 and static.terms["photometric"] > 1e-3  # nothing masked
+    loss.set_progress(25, 100)
+    moving, static = run(False), run(True)
+    assert moving.terms["depth_consistency"] > 0 and moving.terms["feature"] > 0
+    assert static.extras["automask_fraction"] < 0.05
+    never = CrLoss(CrLossConfig(warmup_fraction=0.0))
+    never.set_progress(0, 100)
+    assert not never.warming_up
+
+
+class ConstantEncoderDepth(TinyDepth):
+    def forward(self, x):
+        out = super().forward(x)
+        out["enc"] = [torch.ones_like(out["enc"][0])]
+        return out
+
+
+@pytest.mark.parametrize("source,zero", [("encoder", True), ("decoder", False)])
+def test_feature_term_reads_the_configured_features(source, zero):
+    torch.manual_seed(0)
+    cfg = CrLossConfig(feature_source=source, automask=False, structure_weighting=False)
+    out = CrLoss(cfg)(ConstantEncoderDepth(), TinyPose(), _images(), _K(), (0, -1, 1))
+    assert (out.terms["feature"] < 1e-6) == zero
+
+
 # --------------------------------------------- oracle nets on an analytic scene: pose conventions
 Z0, DX = 5.0, 0.3
 

@@ -35,6 +35,18 @@ def test_train_writes_checkpoint_and_metrics(tmp_path):
     assert not list(tmp_path.glob(".*.tmp")), "no temporary files left behind"
 
 
+
+def test_trainer_drives_the_cr_warmup(tmp_path):
+    seen = {}
+
+    class Recorder:
+        def on_step(self, it, scalars):
+            seen[it] = scalars["cr/depth_consistency"]
+
+    train(tiny_cfg(tmp_path, iterations=4, extra=["loss.cr.warmup_fraction=0.5"]), callbacks=[Recorder()])
+    assert seen[1] == seen[2] == 0  # iterations 0 and 1 (reported as 1 and 2) are the warm-up
+    assert seen[3] > 0 and seen[4] > 0
+
 def test_resume_continues_exactly_where_an_interrupted_run_stopped(tmp_path):
     reference = train(tiny_cfg(tmp_path / "full", iterations=4), resume=False).history
 

@@ -28,8 +28,10 @@ Decisions
 4. **L_d**: mean over valid pixels of |D_comp - D_interp| / (D_comp + D_interp), D_comp = depth of the
    warped points in the other camera, D_interp = the other view's predicted depth sampled there; averaged
    over sources and both directions (SC-Depth geometry consistency).
-5. **L_feat**: L1 (channel mean) between the target's finest decoder feature ``outputs["dec"][0]`` and the
-   source's finest feature sampled with the scale-0 grid resized to the feature resolution; min over sources,
+5. **L_feat**: L1 (channel mean) between the target's finest encoder feature ``outputs["enc"][0]`` and the
+   source's finest feature sampled with the scale-0 grid resized to the feature resolution (``feature_source``:
+   "decoder" uses ``outputs["dec"][0]`` instead, the design note's reading, which measurably rewards
+   inverted depth: decoder features encode depth, and depth changes with the motion between frames); min over sources,
    auto-mask with the identity feature error, W and validity exactly like L_p, both directions. Features are
    *detached* (stop-gradient): the term trains depth and pose through the sampling grid only, which rules out
    the trivial constant-feature solution. All maps of a snippet are divided by the target feature's
@@ -39,6 +41,11 @@ Decisions
    (1e-3). Target frame only.
 7. **Switches.** A term whose weight is 0 is not computed (its reported value is 0). ``terms`` holds the
    *unweighted* values; ``total = sum(lambda * term)``.
+8. **Warm-up** (not in the paper): for the first ``warmup_fraction`` of training (``set_progress``) L_cr is
+   the plain L_p (per-pixel minimum, optionally bidirectional) + L_s; auto-mask, L_d, L_feat and the structure
+   weight switch on after it. From scratch, the auto-mask keeps a random pose net at zero motion and L_d
+   shrinks the depth scale to eq. 12's floor (both measured; ``benchmarks/bench_learning.py``). Without a
+   ``set_progress`` call every term is on.
 """
 from __future__ import annotations
 
@@ -112,18 +119,24 @@ class CrLoss(nn.Module):
     def __init__(self, cfg: CrLossConfig | None = None):
         super().__init__()
         self.cfg = cfg if cfg is not None else CrLossConfig()
+        self.warming_up = False
+
+    def set_progress(self, iteration: int, total: int) -> None:
+        """Tell the loss where training is (decision 8): warm-up while iteration < warmup_fraction * total."""
+        self.warming_up = iteration < self.cfg.warmup_fraction * total
 
     # -- which parts are needed -------------------------------------------------------------------
     @property
     def _use(self) -> dict[str, bool]:
-        c = self.cfg
+        c, full = self.cfg, not self.warming_up
         use = {
             "p": c.photometric > 0,
-            "d": c.depth_consistency > 0,
-            "f": c.feature > 0,
+            "d": c.depth_consistency > 0 and full,
+            "f": c.feature > 0 and full,
             "s": c.smoothness > 0,
+            "mask": c.automask and full,
         }
-        use["w"] = c.structure_weighting and (use["p"] or use["f"])
+        use["w"] = c.structure_weighting and full and (use["p"] or use["f"])
         use["warp"] = use["p"] or use["d"] or use["f"]
         use["src_depth"] = use["d"] or use["w"] or (c.bidirectional and (use["p"] or use["f"]))
         use["src_net"] = use["src_depth"] or use["f"]
@@ -173,7 +186,7 @@ class CrLoss(nn.Module):
             inv_K = torch.linalg.inv(K)
             srcs = [(images[:, i], fid) for i, fid in sources]
             identity = None  # pe(source, target) without warping, for the auto-mask
-            if cfg.automask and use["p"]:
+            if use["mask"] and use["p"]:
                 identity = {fid: photometric_error(img, target, cfg.ssim_weight) for img, fid in srcs}
             p_sum, d_sum, views0 = zero, zero, None
             for s in range(n_scales):
@@ -271,8 +284,9 @@ class CrLoss(nn.Module):
         return (mask * wbest * best).mean(), mask
 
     def _feature_loss(self, frame_out, srcs, fwd, rev) -> torch.Tensor:
-        """L_feat at scale 0: warped finest decoder features, weighted and masked like L_p (detached features)."""
-        feats = {fid: o["dec"][0].detach() for fid, o in frame_out.items()}
+        """L_feat at scale 0: warped finest encoder (or decoder) features, weighted and masked like L_p (detached)."""
+        key = "enc" if self.cfg.feature_source == "encoder" else "dec"
+        feats = {fid: o[key][0].detach() for fid, o in frame_out.items()}
         scale = feats[0].abs().mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)  # per-sample, target frame
         feats = {fid: f / scale for fid, f in feats.items()}
 
@@ -294,7 +308,7 @@ class CrLoss(nn.Module):
                         grid=grid,
                     )
                 )
-            return self._reprojection(errors, small, idents if self.cfg.automask else None)[0]
+            return self._reprojection(errors, small, idents if self._use["mask"] else None)[0]
 
         loss = direction(0, [(fid, v) for (_, fid), v in zip(srcs, fwd)])
         if rev:

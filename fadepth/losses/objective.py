@@ -47,6 +47,11 @@ class Objective(nn.Module):
     def recipe(self) -> str:
         return ("py" if self.pyramid is not None else "cr") + ("+apx" if self.apx is not None else "")
 
+    def set_progress(self, iteration: int, total: int) -> None:
+        """Forward the training position to losses that schedule their terms (L_cr's warm-up)."""
+        if hasattr(self.cr_loss, "set_progress"):
+            self.cr_loss.set_progress(iteration, total)
+
     def forward(self, depth_net: nn.Module, pose_net: nn.Module, batch: dict) -> ObjectiveOutput:
         images, K = batch["images"], batch["K"]
         apx_term = self._apx_term(images, batch.get("id")) if self.apx is not None else None
