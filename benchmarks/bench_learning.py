@@ -3,7 +3,8 @@
 Prints the 7 metrics of (1) the untrained network, (2) the best constant-depth prediction (a constant
 disparity map, median-scaled per image like every prediction: i.e. each image's GT median), and (3) the
 trained network, all on the synthetic test set with exact ground truth, and saves the training curve
-as a PNG.  Last line:
+(loss, and validation AbsRel every ``--val-every`` iterations beside the constant prediction's) as a PNG.
+Last line:
 
     abs_rel untrained=<x> constant=<y> trained=<z> ratio_to_constant=<z/y>
 
@@ -34,9 +35,21 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=100, help="validation AbsRel for the curve (0 = off)")
     p.add_argument("--out", default="bench_out/learning")
     p.add_argument("overrides", nargs="*", help="extra dotted config overrides")
     return p.parse_args()
+
+
+class ValidationCurve:
+    """Trainer callback: validation AbsRel at every periodic evaluation (not the final test one)."""
+
+    def __init__(self, total: int):
+        self.total, self.points = total, []
+
+    def on_eval(self, iteration: int, metrics: dict[str, float]) -> None:
+        if iteration < self.total:
+            self.points.append((iteration, metrics["abs_rel"]))
 
 
 def constant_prediction_metrics(test_set) -> dict[str, float]:
@@ -46,18 +59,24 @@ def constant_prediction_metrics(test_set) -> dict[str, float]:
     return evaluate_depths(preds, gts, test_set.protocol, align="median")
 
 
-def save_curve(history: list[dict], path: Path) -> None:
+def save_curve(history: list[dict], val: list[tuple[int, float]], val_constant: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     its = [h["iteration"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.5))
     ax.plot(its, [h["loss"] for h in history], lw=1)
     ax.set_xlabel("iteration")
     ax.set_ylabel("training loss (L_cr)")
     ax.set_title("SmallDepth on synthetic scenes")
+    if val:
+        bx.plot(*zip(*val), marker="o", label="SmallDepth")
+    bx.axhline(val_constant, color="gray", ls="--", label="best constant depth")
+    bx.set_xlabel("iteration")
+    bx.set_ylabel("validation AbsRel (median-scaled)")
+    bx.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -69,7 +88,7 @@ def main() -> None:
     cfg = load_config(overrides=[
         f"train.iterations={args.iterations}", f"data.height={args.height}", f"data.width={args.width}",
         f"train.batch_size={args.batch}", f"optim.lr={args.lr}", f"train.seed={args.seed}",
-        f"train.out_dir={out}", "train.log_every=10", *args.overrides,
+        f"train.out_dir={out}", "train.log_every=10", f"train.val_every={args.val_every}", *args.overrides,
     ])
     print(f"torch threads: {torch.get_num_threads()}, config digest {cfg.digest()[:12]}")
     test_set = build_test_set(cfg.data, cfg.eval)
@@ -78,18 +97,22 @@ def main() -> None:
     torch.manual_seed(args.seed)
     untrained = evaluate_model(build_depth_model(cfg.model), test_set, align="median", device="cpu")
     constant = constant_prediction_metrics(test_set)
+    val_set = build_test_set(cfg.data, cfg.eval.model_copy(update={"split": "val"}))
+    val_constant = constant_prediction_metrics(val_set)["abs_rel"]
 
     t0 = time.perf_counter()
-    result = train(cfg, resume=False)
+    curve = ValidationCurve(cfg.train.iterations)
+    result = train(cfg, callbacks=[curve], resume=False)
     minutes = (time.perf_counter() - t0) / 60
-    save_curve(result.history, out / "training_curve.png")
+    save_curve(result.history, curve.points, val_constant, out / "training_curve.png")
 
     for name, m in (("untrained", untrained), ("constant", constant), ("trained", result.metrics)):
         print(f"{name:<10} " + "  ".join(f"{k}={m[k]:.4f}" for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")))
     print(f"trained {args.iterations} iterations at {args.height}x{args.width}, batch {args.batch} "
           f"in {minutes:.1f} min; curve: {out / 'training_curve.png'}")
     (out / "metrics.json").write_text(json.dumps(
-        {"untrained": untrained, "constant": constant, "trained": result.metrics, "minutes": minutes}, indent=2))
+        {"untrained": untrained, "constant": constant, "trained": result.metrics, "minutes": minutes,
+         "validation_abs_rel": curve.points, "validation_constant_abs_rel": val_constant}, indent=2))
     z, y = result.metrics["abs_rel"], constant["abs_rel"]
     print(f"abs_rel untrained={untrained['abs_rel']:.4f} constant={y:.4f} trained={z:.4f} ratio_to_constant={z / y:.3f}")
 

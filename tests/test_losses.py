@@ -244,3 +244,31 @@ def test_gradient_descent_on_cr_recovers_the_true_pose():
         opt.step()
     assert abs(pose.vec[3].item() + DX) < 0.05, pose.vec
     assert pose.vec[[0, 1, 2, 4, 5]].abs().max() < 0.03, pose.vec
+
+
+def test_depth_consistency_is_lowest_for_the_true_geometry():
+    """L_d (SC-Depth form) on rendered frames: true depth < true depth clipped < uniform depth < swapped frames."""
+    import numpy as np
+
+    from fadepth.config import SyntheticConfig
+    from fadepth.data.synthetic import SyntheticScenes
+    from fadepth.geometry import sample, warp
+    from fadepth.losses.cr import masked_mean, structure_difference
+
+    scenes = SyntheticScenes(SyntheticConfig(), 48, 160, "train")
+    target, source = scenes.render(0, 10), scenes.render(0, 11)
+    T = torch.tensor(np.linalg.inv(source.pose) @ target.pose, dtype=torch.float32)[None]
+    K = torch.tensor(target.K, dtype=torch.float32)[None]
+
+    def depth(frame):  # sky (0) at 100 m, like eq. 12's far end
+        d = torch.tensor(frame.depth)[None, None]
+        return torch.where(d > 0, d, torch.full_like(d, 100.0)).clamp(max=100.0)
+
+    def l_d(d_target, d_source):
+        wp = warp(torch.zeros(1, 3, 48, 160), d_target, T, K, torch.linalg.inv(K))
+        return masked_mean(structure_difference(wp.depth, sample(d_source, wp.grid)), wp.valid).item()
+
+    dt, ds = depth(target), depth(source)
+    true, clipped = l_d(dt, ds), l_d(dt.clamp(5, 50), ds.clamp(5, 50))
+    uniform = l_d(torch.full_like(dt, dt.median().item()), torch.full_like(ds, ds.median().item()))
+    assert true < 0.015 and true < clipped < uniform < l_d(ds, dt)

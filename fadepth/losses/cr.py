@@ -27,7 +27,8 @@ Decisions
    T^-1, masked and weighted the same way; L_p = (forward + mean of reverse) / 2.
 4. **L_d**: mean over valid pixels of |D_comp - D_interp| / (D_comp + D_interp), D_comp = depth of the
    warped points in the other camera, D_interp = the other view's predicted depth sampled there; averaged
-   over sources and both directions (SC-Depth geometry consistency).
+   over sources and both directions (SC-Depth geometry consistency). lambda_d = 0.02 by default: the design
+   note's 0.5 (SC-Depth's weight) measurably flattens the depth of a net trained from scratch.
 5. **L_feat**: L1 (channel mean) between the target's finest encoder feature ``outputs["enc"][0]`` and the
    source's finest feature sampled with the scale-0 grid resized to the feature resolution (``feature_source``:
    "decoder" uses ``outputs["dec"][0]`` instead, the design note's reading, which measurably rewards
