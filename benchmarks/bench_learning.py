@@ -59,7 +59,8 @@ def constant_prediction_metrics(test_set) -> dict[str, float]:
     return evaluate_depths(preds, gts, test_set.protocol, align="median")
 
 
-def save_curve(history: list[dict], val: list[tuple[int, float]], val_constant: float, path: Path) -> None:
+def save_curve(history: list[dict], val: list[tuple[int, float]], val_constant: float, warmup: float,
+               path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,6 +77,9 @@ def save_curve(history: list[dict], val: list[tuple[int, float]], val_constant: 
     bx.axhline(val_constant, color="gray", ls="--", label="best constant depth")
     bx.set_xlabel("iteration")
     bx.set_ylabel("validation AbsRel (median-scaled)")
+    if warmup > 0:
+        for axis in (ax, bx):
+            axis.axvline(warmup, color="tab:orange", ls=":", label="end of L_cr warm-up")
     bx.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -104,7 +108,8 @@ def main() -> None:
     curve = ValidationCurve(cfg.train.iterations)
     result = train(cfg, callbacks=[curve], resume=False)
     minutes = (time.perf_counter() - t0) / 60
-    save_curve(result.history, curve.points, val_constant, out / "training_curve.png")
+    warmup_end = cfg.loss.cr.warmup_fraction * cfg.train.iterations
+    save_curve(result.history, curve.points, val_constant, warmup_end, out / "training_curve.png")
 
     for name, m in (("untrained", untrained), ("constant", constant), ("trained", result.metrics)):
         print(f"{name:<10} " + "  ".join(f"{k}={m[k]:.4f}" for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")))

@@ -154,14 +154,13 @@ class Trainer:
         if mc.etm.enabled and not config_of(init).model.etm.enabled:
             # ETM# (Table VI): load the trained plain net, then wrap its convs so every ETM shape
             # starts from the trained K x K kernel (etm.init='largest').
+            from fadepth.models import etm_options
             from fadepth.models.etm import convert_to_etm
 
             plain_cfg = mc.model_copy(update={"etm": mc.etm.model_copy(update={"enabled": False})})
             plain = build_depth_model(plain_cfg)
             plain.load_state_dict(state)
-            e = mc.etm
-            return convert_to_etm(plain, pb_t=e.pb_t, r1=e.r1, r2=e.r2 if e.dropconv else 0.0,
-                                  init=e.init, dropconv=e.dropconv, variance=e.variance)
+            return convert_to_etm(plain, **etm_options(mc.etm))
         net = build_depth_model(mc)
         net.load_state_dict(state)
         return net

@@ -13,18 +13,15 @@ def disp_to_depth(disp):
     return 1.0 / (10.0 * disp + 0.01)
 
 
+def etm_options(etm_cfg) -> dict:
+    """`convert_to_etm` arguments from a `fadepth.config.ETMConfig` (r2 is 0 without dropconv)."""
+    return dict(pb_t=etm_cfg.pb_t, r1=etm_cfg.r1, r2=etm_cfg.r2 if etm_cfg.dropconv else 0.0,
+                init=etm_cfg.init, dropconv=etm_cfg.dropconv, variance=etm_cfg.variance)
+
+
 def depth_options(model_cfg) -> dict:
     """`create` options for a depth model from a `fadepth.config.ModelConfig`."""
-    etm = model_cfg.etm
-    options = dict(
-        etm=etm.enabled,
-        etm_pb_t=etm.pb_t,
-        etm_r1=etm.r1,
-        etm_r2=etm.r2 if etm.dropconv else 0.0,
-        etm_init=etm.init,
-        etm_dropconv=etm.dropconv,
-        etm_variance=etm.variance,
-    )
+    options = {"etm": model_cfg.etm.enabled, **{f"etm_{k}": v for k, v in etm_options(model_cfg.etm).items()}}
     if model_cfg.widths is not None:
         options["widths"] = list(model_cfg.widths)
     if model_cfg.expansion is not None:
