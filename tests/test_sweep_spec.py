@@ -67,6 +67,16 @@ def test_editing_a_spec_changes_its_hash(tmp_path):
     assert edited != first
 
 
+def test_a_changed_code_default_changes_the_hash(tmp_path, monkeypatch):
+    """Upgrading fadepth to new defaults (e.g. a loss weight) must not resume the old study."""
+    import fadepth.sweep.spec as spec_module
+
+    first = load_spec(write(tmp_path, GOOD)).spec_hash
+    real = spec_module.default_tree
+    monkeypatch.setattr(spec_module, "default_tree", lambda: {**real(), "loss": {"changed": True}})
+    assert load_spec(write(tmp_path, GOOD)).spec_hash != first
+
+
 def test_unknown_key_is_refused(tmp_path, capsys):
     spec = write(tmp_path, GOOD.replace("model.pb_dsr: 0.5", "model.pb_dsrr: 0.5"))
     with pytest.raises(SpecError, match="scheme 'b'"):

@@ -39,6 +39,11 @@ from fadepth.config import (
     set_dotted,
 )
 
+def default_tree() -> dict[str, Any]:
+    """Every default of ``ExperimentConfig`` as plain data (hashed into the spec's identity)."""
+    return ExperimentConfig().model_dump(mode="json")
+
+
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 COMPLEXITY_METRICS = ("params_m", "gflops", "fps")
 
@@ -240,7 +245,10 @@ def load_spec(path: str | Path) -> SweepSpec:
     except ValidationError as exc:
         raise SpecError(_format_spec_error(exc, path, data)) from None
     _check_semantics(spec)
-    normalised = {"spec": spec.model_dump(mode="json", exclude={"path", "spec_hash"}), "base": spec.base_tree}
+    # The code's defaults are part of every run's config: a fadepth upgrade that changes one (e.g. a loss
+    # weight) starts a new study instead of mixing old and new results under one name.
+    normalised = {"spec": spec.model_dump(mode="json", exclude={"path", "spec_hash"}), "base": spec.base_tree,
+                  "defaults": default_tree()}
     for name, prof in spec.profiles.items():
         if prof.base:
             normalised[f"profile_base:{name}"] = load_tree(spec._relative(prof.base))

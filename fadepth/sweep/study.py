@@ -54,7 +54,8 @@ def cells_of(spec: SweepSpec, schemes: Iterable[str], seeds: Iterable[int]) -> l
 
 
 def study_name(spec: SweepSpec, profile: str, extra: Mapping[str, Any] | None = None) -> str:
-    """``<table>-<spec hash>-<profile>`` (+ a hash of ``--set`` overrides): an edited spec is a new study."""
+    """``<table>-<spec hash>-<profile>`` (+ a hash of ``--set`` overrides): an edited spec, base file or code
+    default is a new study."""
     name = f"{spec.name}-{spec.spec_hash}-{profile}"
     if extra:
         name += "-x" + hashlib.sha256(json.dumps(dict(extra), sort_keys=True, default=str).encode()).hexdigest()[:6]
