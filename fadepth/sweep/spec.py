@@ -39,6 +39,7 @@ from fadepth.config import (
     set_dotted,
 )
 
+
 def default_tree() -> dict[str, Any]:
     """Every default of ``ExperimentConfig`` as plain data (hashed into the spec's identity)."""
     return ExperimentConfig().model_dump(mode="json")
