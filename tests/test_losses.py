@@ -6,7 +6,9 @@ import torch.nn.functional as F
 
 from fadepth.config import CrLossConfig
 from fadepth.losses.cr import TERMS, CrLoss
-from fadepth.losses.photometric import edge_aware_smoothness, photometric_error, ssim
+import numpy as np
+
+from fadepth.losses.photometric import edge_aware_smoothness, photometric_error, ssim, ssim_dissimilarity
 
 B, H, W = 2, 32, 48
 
@@ -69,6 +71,60 @@ def test_ssim_and_photometric_error_of_identical_images():
     assert photometric_error(x, x).shape == (2, 1, 16, 20)
     y = torch.rand(2, 3, 16, 20)
     assert photometric_error(x, y).mean() > 0.1
+
+
+def _reference_pe(a: np.ndarray, b: np.ndarray, w: float = 0.85):
+    """monodepth2's pe written from its definition in float64 numpy: 1-pixel reflection padding, 3x3 means,
+    S = (2 mu_a mu_b + C1)(2 cov + C2) / ((mu_a^2 + mu_b^2 + C1)(var_a + var_b + C2)),
+    pe = w mean_c clamp((1 - S)/2, 0, 1) + (1 - w) mean_c |a - b|.  Returns (pe (B,H,W), S (B,C,H,W))."""
+    pad = ((0, 0), (0, 0), (1, 1), (1, 1))
+    ap, bp = np.pad(a, pad, mode="reflect"), np.pad(b, pad, mode="reflect")
+    h, w_ = a.shape[-2:]
+
+    def mean3(x):
+        return sum(x[..., i:i + h, j:j + w_] for i in range(3) for j in range(3)) / 9.0
+
+    mu_a, mu_b = mean3(ap), mean3(bp)
+    var_a, var_b = mean3(ap * ap) - mu_a**2, mean3(bp * bp) - mu_b**2
+    cov = mean3(ap * bp) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    dssim = np.clip((1 - s) / 2, 0, 1)
+    return w * dssim.mean(1) + (1 - w) * np.abs(a - b).mean(1), s
+
+
+def _negative_ssim_pairs():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.rand(1, 3, 24, 32, generator=g)
+    texture = F.interpolate(torch.rand(1, 3, 12, 16, generator=g), size=(24, 32), mode="bilinear")
+    return {
+        "noise_vs_negative": (noise, 1 - noise),
+        "texture_vs_shift2": (texture, torch.roll(texture, 2, dims=3)),
+        "noise_vs_shift1": (noise, torch.roll(noise, 1, dims=3)),
+    }
+
+
+# mean pe of each pair under monodepth2's definition (the old clamp of S gave 0.5002, 0.3647, 0.4299)
+PINNED_PE = {"noise_vs_negative": 0.889770, "texture_vs_shift2": 0.443207, "noise_vs_shift1": 0.502313}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_PE))
+def test_photometric_error_equals_monodepth2_where_local_ssim_is_negative(name):
+    a, b = _negative_ssim_pairs()[name]
+    ref, s = _reference_pe(a.double().numpy(), b.double().numpy())
+    assert (s < 0).mean() > 0.2  # the pair exercises the clamp
+    pe = photometric_error(a, b)
+    assert pe.shape == (1, 1, 24, 32)
+    np.testing.assert_allclose(pe[:, 0].numpy(), ref, atol=2e-5)
+    assert float(pe.mean()) == pytest.approx(PINNED_PE[name], abs=1e-5)
+    assert float(pe.mean()) == pytest.approx(float(ref.mean()), abs=1e-6)
+    # the SSIM part exceeds 0.5 (impossible when S itself is clamped) and keeps a gradient there
+    np.testing.assert_allclose(ssim(a, b).numpy(), s, atol=1e-4)
+    assert ssim_dissimilarity(a, b).max() > 0.6
+    a = a.clone().requires_grad_(True)
+    ssim_dissimilarity(a, b).sum().backward()
+    negative = torch.from_numpy(s < -0.05)
+    assert (a.grad[negative] != 0).float().mean() > 0.99
 
 
 def test_smoothness_zero_for_constant_disparity_and_invariant_to_disp_scale():
