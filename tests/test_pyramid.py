@@ -11,6 +11,8 @@ from torch import nn
 from fadepth.config import ExperimentConfig, PyramidConfig, PyramidLevelConfig
 from fadepth.losses.objective import build_objective
 from fadepth.losses.pyramid import (
+    CONSISTENCY_PHI_KINDS,
+    PHI_KINDS,
     PyramidLoss,
     jitter_snippets,
     level_size,
@@ -149,6 +151,48 @@ def test_phi_zero_for_identical_inputs_and_sym_ce_is_kl_plus_entropy():
     entropy = 0.5 * (phi(a, a, "sym_ce") + phi(b, b, "sym_ce"))
     torch.testing.assert_close(phi(a, b, "sym_ce"), phi(a, b, "sym_kl") + entropy)
     assert phi(a, a, "sym_ce") > 0
+
+
+def _descend(kind, a, steps=300, lr=1e-2):
+    """Minimise phi(a, b) over b from b = a with a fixed (what per-level mode does: cr is detached)."""
+    b = a.clone().requires_grad_(True)
+    opt = torch.optim.Adam([b], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        phi(a, b, kind).backward()
+        opt.step()
+    return b.detach()
+
+
+@pytest.mark.parametrize("kind", CONSISTENCY_PHI_KINDS)
+def test_consistency_phi_is_minimal_with_zero_gradient_at_b_equal_a(kind):
+    torch.manual_seed(0)
+    a = 0.3 * torch.rand(2, 3, 12, 16)  # disparity-like maps in [0, 0.3]
+    b = a.clone().requires_grad_(True)
+    a_live = a.clone().requires_grad_(True)
+    value = phi(a_live, b, kind)
+    value.backward()
+    assert float(value.detach()) == pytest.approx(0.0, abs=1e-6)
+    assert b.grad.abs().max() < 1e-7 and a_live.grad.abs().max() < 1e-7
+    for scale in (1e-3, 1e-2, 0.1, 1.0):  # every direction costs more, near and far
+        for _ in range(5):
+            assert phi(a, a + scale * torch.randn_like(a), kind) > float(value.detach()) + 1e-9
+    assert (_descend(kind, a) - a).abs().max() < 1e-6  # gradient descent stays at b = a
+
+
+def test_printed_sym_ce_is_not_a_consistency_loss():
+    """sym_ce (eq. 22 as printed) = sym_kl + entropy: not minimal at b = a, hence not in CONSISTENCY_PHI_KINDS."""
+    assert set(PHI_KINDS) - set(CONSISTENCY_PHI_KINDS) == {"sym_ce"}
+    assert PyramidConfig().phi_kind == "sym_kl"
+    torch.manual_seed(0)
+    a = 0.3 * torch.rand(2, 3, 12, 16)
+    b = a.clone().requires_grad_(True)
+    phi(a, b, "sym_ce").backward()
+    assert b.grad.abs().max() > 1e-5
+    moved = _descend("sym_ce", a)
+    assert (moved - a).abs().mean() > 0.05  # it sharpens b away from a (measured 0.076) ...
+    assert phi(a, moved, "sym_ce") < phi(a, a, "sym_ce")
+    assert moved.std() > 1.8 * a.std()  # ... doubling its spread (0.175 against 0.088)
 
 
 def test_phi_reduction_sums_over_softmax_axis_and_averages_the_rest():

@@ -12,8 +12,12 @@ k in {lr, hr, flip, color}.  Every level runs the full L_cr recipe (eq. 21, ``Cr
 Consistency (eq. 22): d = every disparity scale, f = the decoder stages at those scales (X_dec^0..3), each
 phi averaged over its list.  The level's maps are first brought to cr's geometry (bilinear resize to cr's
 map sizes; flip back).
-``phi="prob"``: ``phi_kind="sym_ce"`` = -1/2 [sum psi(a) log psi(b) + sum psi(b) log psi(a)] (eq. 22 with the
-sign that makes it a loss), or ``"sym_kl"`` = 1/2 [KL(a||b) + KL(b||a)] (= sym_ce minus the mean entropy).
+``phi="prob"``: ``phi_kind="sym_kl"`` (default) = 1/2 [KL(a||b) + KL(b||a)], or ``"sym_ce"`` =
+-1/2 [sum psi(a) log psi(b) + sum psi(b) log psi(a)] (eq. 22 as printed, with the sign that makes it a loss).
+sym_ce = sym_kl + the mean entropy 1/2 [H(psi(a)) + H(psi(b))], so its minimum over b is *not* at b = a: with
+a fixed (cr detached, per-level mode) it sharpens b (measured: b moves by 0.07 on disparity-like maps and its
+spread doubles).  A consistency loss must be minimal, with zero gradient, at b = a; ``CONSISTENCY_PHI_KINDS``
+lists the kinds that are (sym_kl, l1), and sym_ce is kept only to reproduce the printed formula.
 psi is a softmax along H and, separately, along W, per channel; each is summed over its axis and averaged
 over the others, and the two axes are averaged (the APX convention of eq. 28c).  ``phi="l1"`` = mean |a-b|.
 
@@ -54,6 +58,8 @@ from fadepth.config import PyramidConfig, PyramidLevelConfig
 from fadepth.geometry import flip_intrinsics, scale_intrinsics
 
 LEVELS = ("lr", "hr", "flip", "color")
+PHI_KINDS = ("sym_kl", "sym_ce", "l1")
+CONSISTENCY_PHI_KINDS = ("sym_kl", "l1")  # minimal, with zero gradient, at b = a (sym_ce is not: entropy)
 CONSISTENCY_KEYS = ("disp", "dec")  # d and f of eq. 20
 DEFAULT_JITTER = (0.2, 0.2, 0.2, 0.1)  # brightness, contrast, saturation, hue (monodepth2 values)
 
@@ -93,7 +99,7 @@ def kl_axes(log_p: Sequence[Tensor], log_q: Sequence[Tensor]) -> Tensor:
 
 
 def phi(a: Tensor, b: Tensor, kind: str) -> Tensor:
-    """phi_k(a, b) of eq. 22 for one pair of maps of equal shape; ``kind`` in {sym_ce, sym_kl, l1}."""
+    """phi_k(a, b) of eq. 22 for one pair of maps of equal shape; ``kind`` in PHI_KINDS."""
     if kind == "l1":
         return (a - b).abs().mean()
     la, lb = axis_log_softmaxes(a), axis_log_softmaxes(b)
@@ -101,7 +107,7 @@ def phi(a: Tensor, b: Tensor, kind: str) -> Tensor:
         return 0.5 * (cross_entropy_axes(la, lb) + cross_entropy_axes(lb, la))
     if kind == "sym_kl":
         return 0.5 * (kl_axes(la, lb) + kl_axes(lb, la))
-    raise ValueError(f"unknown phi kind {kind!r} (expected sym_ce, sym_kl or l1)")
+    raise ValueError(f"unknown phi kind {kind!r} (expected one of {', '.join(PHI_KINDS)})")
 
 
 def phi_mean(maps_a: Sequence[Tensor], maps_b: Sequence[Tensor], kind: str) -> Tensor:
