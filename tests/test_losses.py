@@ -443,3 +443,48 @@ def test_plain_cr_loss_matches_monodepth2_end_to_end(monkeypatch, automask, min_
         list(ref_depth.parameters()) + list(ref_pose.parameters()),
     ):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
+# ------------------------------------------------------------- clean frames for the loss, jittered for the nets
+def _jitter(x):
+    return (0.5 * x + 0.4).clamp(0.0, 1.0)  # a strong, pointwise stand-in for ColorJitter
+
+
+class _Recording(nn.Module):
+    """Records every input of `net`; with `pre`, applies it to the input first."""
+
+    def __init__(self, net, pre=None):
+        super().__init__()
+        self.net, self.pre, self.seen = net, pre, []
+
+    def forward(self, x):
+        self.seen.append(x)
+        return self.net(x if self.pre is None else self.pre(x))
+
+
+def test_cr_loss_compares_clean_frames_while_the_nets_see_jittered_ones():
+    cfg = CrLossConfig()  # every term: L_p, auto-mask, L_d, L_feat, structure weight, both directions, L_s
+    clean = _images()
+    torch.manual_seed(0)
+    depth, pose = TinyDepth(), TinyPose()
+
+    def run(images, net_images=None, pre=None, seed=1):
+        d, p = _Recording(depth, pre), _Recording(pose, pre)
+        torch.manual_seed(seed)  # same auto-mask noise
+        return CrLoss(cfg)(d, p, images, _K(), (0, -1, 1), net_images=net_images), d, p
+
+    out, d, p = run(clean, net_images=_jitter(clean))
+    # the networks received only jittered frames (all 3 frames to the depth net, temporal pairs to the pose net)
+    jittered_flat = _jitter(clean).transpose(0, 1).reshape(3 * B, 3, H, W)
+    assert len(d.seen) == 1 and torch.equal(d.seen[0], jittered_flat)
+    assert torch.equal(p.seen[0], torch.cat([_jitter(clean)[:, 1], _jitter(clean)[:, 0]], 1))  # [-1, 0]
+    assert torch.equal(p.seen[1], torch.cat([_jitter(clean)[:, 0], _jitter(clean)[:, 2]], 1))  # [0, +1]
+    # ... and every loss term is the one of the clean frames: same as nets that jitter their own (clean) input
+    same_nets, _, _ = run(clean, pre=_jitter)
+    for name in TERMS:
+        torch.testing.assert_close(out.terms[name], same_nets.terms[name], rtol=1e-6, atol=1e-7, msg=name)
+    # comparing the jittered frames instead gives another photometric loss
+    on_jittered, _, _ = run(_jitter(clean))
+    assert (on_jittered.terms["photometric"] - out.terms["photometric"]).abs() > 1e-3
+    with pytest.raises(ValueError, match="net_images"):
+        CrLoss(cfg)(depth, pose, clean, _K(), (0, -1, 1), net_images=clean[:, :2])
