@@ -47,6 +47,9 @@ Decisions
    weight switch on after it. From scratch, the auto-mask keeps a random pose net at zero motion and L_d
    shrinks the depth scale to eq. 12's floor (both measured; ``benchmarks/bench_learning.py``). Without a
    ``set_progress`` call every term is on.
+9. **Clean and jittered frames** (monodepth2's ``color`` / ``color_aug``): ``net_images`` (default: ``images``)
+   is what the depth and pose networks see, e.g. colour-jittered frames; L_p, its auto-mask and L_s compare
+   the un-jittered ``images``. Both share K and the geometric augmentation.
 """
 from __future__ import annotations
 
@@ -151,31 +154,37 @@ class CrLoss(nn.Module):
         images: torch.Tensor,
         K: torch.Tensor,
         frame_ids: Sequence[int] = (0, -1, 1),
+        net_images: torch.Tensor | None = None,
     ) -> CrOutput:
+        """L_cr of the snippet ``images`` (B,F,3,H,W); the networks see ``net_images`` if given (decision 9)."""
         cfg, use = self.cfg, self._use
         b, n_frames, _, h, w = images.shape
         frame_ids = list(frame_ids)
         if len(frame_ids) != n_frames:
             raise ValueError(f"frame_ids {frame_ids} do not match {n_frames} frames")
+        if net_images is None:
+            net_images = images
+        elif net_images.shape != images.shape:
+            raise ValueError(f"net_images {tuple(net_images.shape)} do not match images {tuple(images.shape)}")
         t = frame_ids.index(0)
         sources = [(i, fid) for i, fid in enumerate(frame_ids) if fid != 0]
-        target = images[:, t]
+        target, net_target = images[:, t], net_images[:, t]
         use_warp = use["warp"] and bool(sources)
 
         # depth net: all frames in one call when source predictions are needed
         if use_warp and use["src_net"]:
-            flat = images.transpose(0, 1).reshape(n_frames * b, *images.shape[2:])
+            flat = net_images.transpose(0, 1).reshape(n_frames * b, *images.shape[2:])
             out_all = depth_net(flat)
             frame_out = {fid: select_frame(out_all, i, b, n_frames * b) for i, fid in enumerate(frame_ids)}
         else:
-            frame_out = {0: depth_net(target)}
+            frame_out = {0: depth_net(net_target)}
         outputs = frame_out[0]
 
         # pose net: once per pair, temporal order
         poses: dict[int, torch.Tensor] = {}
         if use_warp:
             for i, fid in sources:
-                pair = (images[:, i], target) if fid < 0 else (target, images[:, i])
+                pair = (net_images[:, i], net_target) if fid < 0 else (net_target, net_images[:, i])
                 poses[fid] = pose_vec_to_mat(pose_net(torch.cat(pair, dim=1)), invert=fid < 0)
 
         zero = images.new_zeros(())

@@ -1,9 +1,11 @@
 """Photometric building blocks of L_cr (monodepth2 definitions; eq. 21's L_p and L_s).
 
-* ``ssim``: 3x3 mean-filter SSIM after 1-pixel reflection padding, C1 = 0.01^2, C2 = 0.03^2; the
-  per-pixel, per-channel *similarity* clamped to [0, 1].
-* ``photometric_error``: pe(a, b) = w (1 - SSIM(a, b)) / 2 + (1 - w) |a - b|, averaged over channels,
-  (B,1,H,W), w = 0.85.
+* ``ssim``: 3x3 mean-filter SSIM after 1-pixel reflection padding, C1 = 0.01^2, C2 = 0.03^2; the raw
+  per-pixel, per-channel similarity S in [-1, 1] (negative where the local structure is anti-correlated).
+* ``ssim_dissimilarity``: clamp((1 - S) / 2, 0, 1), monodepth2's SSIM *loss*: the clamp acts on the
+  dissimilarity, not on S, so pixels with S < 0 cost more than 0.5 and keep their gradient.
+* ``photometric_error``: pe(a, b) = w clamp((1 - SSIM(a, b)) / 2, 0, 1) + (1 - w) |a - b|, averaged over
+  channels, (B,1,H,W), w = 0.85.
 * ``edge_aware_smoothness``: mean over pixels of |dx d*| exp(-|dx I|) + |dy d*| exp(-|dy I|) on the
   mean-normalised disparity d* = d / mean(d) (image gradients averaged over channels).
 """
@@ -21,7 +23,7 @@ def _mean3x3(x: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-pixel SSIM similarity (B,C,H,W) in [0, 1]; 1 for identical images."""
+    """Per-pixel SSIM similarity S (B,C,H,W), unclamped (in [-1, 1] up to C1, C2); 1 for identical images."""
     a = F.pad(a, (1, 1, 1, 1), mode="reflect")
     b = F.pad(b, (1, 1, 1, 1), mode="reflect")
     mu_a, mu_b = _mean3x3(a), _mean3x3(b)
@@ -30,15 +32,20 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     cov = _mean3x3(a * b) - mu_a * mu_b
     num = (2 * mu_a * mu_b + C1) * (2 * cov + C2)
     den = (mu_a * mu_a + mu_b * mu_b + C1) * (var_a + var_b + C2)
-    return (num / den).clamp(0.0, 1.0)
+    return num / den
+
+
+def ssim_dissimilarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """monodepth2's per-pixel SSIM loss (B,C,H,W): clamp((1 - S) / 2, 0, 1)."""
+    return ((1.0 - ssim(a, b)) / 2.0).clamp(0.0, 1.0)
 
 
 def photometric_error(a: torch.Tensor, b: torch.Tensor, ssim_weight: float = 0.85) -> torch.Tensor:
-    """pe(a, b) (B,1,H,W): ssim_weight (1 - SSIM)/2 + (1 - ssim_weight) L1, channel-averaged."""
+    """pe(a, b) (B,1,H,W): ssim_weight clamp((1 - SSIM)/2, 0, 1) + (1 - ssim_weight) L1, channel-averaged."""
     l1 = (a - b).abs().mean(dim=1, keepdim=True)
     if ssim_weight == 0:
         return l1
-    dssim = ((1.0 - ssim(a, b)) / 2.0).mean(dim=1, keepdim=True)
+    dssim = ssim_dissimilarity(a, b).mean(dim=1, keepdim=True)
     return ssim_weight * dssim + (1.0 - ssim_weight) * l1
 
 
