@@ -246,32 +246,17 @@ class HQDec(HQDecNet):
                              f"{x.shape[-2]}x{x.shape[-1]}; rebuild it with height/width set, or use hqdecv2")
 
 
-def maybe_etm(model: nn.Module, etm: bool, **etm_options) -> nn.Module:
-    if not etm:
-        return model
-    from fadepth.models.etm import convert_to_etm  # written alongside; imported only when asked for
-
-    return convert_to_etm(model, **etm_options)
-
-
 @register("hqdecv2", kind="teacher")
-def hqdecv2(etm=False, etm_pb_t=0.1, etm_r1=0.1, etm_r2=0.5, etm_init="random", etm_dropconv=True,
-            etm_variance="output", height=None, width=None, encoder_name="tf_efficientnetv2_s",
-            rec_heads=False, pos_embed="sincos") -> nn.Module:
+def hqdecv2(height=None, width=None, encoder_name="tf_efficientnetv2_s", rec_heads=False,
+            pos_embed="sincos") -> nn.Module:
     """HQDecv2 teacher: EffV2-S + AdaCoeff/AdaRMv2/DAdaNRSUv2/AttDispV2 decoder, any size divisible by 32."""
     for name, value in (("height", height), ("width", width)):
         if value is not None and value % 32:
             raise ValueError(f"hqdecv2: {name}={value} is not divisible by 32")
-    model = HQDecV2(encoder_name=encoder_name, rec_heads=rec_heads, pos_embed=pos_embed)
-    return maybe_etm(model, etm, pb_t=etm_pb_t, r1=etm_r1, r2=etm_r2, init=etm_init, dropconv=etm_dropconv,
-                     variance=etm_variance)
+    return HQDecV2(encoder_name=encoder_name, rec_heads=rec_heads, pos_embed=pos_embed)
 
 
 @register("hqdec", kind="teacher")
-def hqdec(etm=False, etm_pb_t=0.1, etm_r1=0.1, etm_r2=0.5, etm_init="random", etm_dropconv=True,
-          etm_variance="output", height=None, width=None, encoder_name="tf_efficientnetv2_s",
-          rec_heads=False) -> nn.Module:
+def hqdec(height=None, width=None, encoder_name="tf_efficientnetv2_s", rec_heads=False) -> nn.Module:
     """Original HQDec (EffV2-S + fixed-size HQDec decoder) for Table I; input size fixed at build (128x416)."""
-    model = HQDec(height or 128, width or 416, encoder_name=encoder_name, rec_heads=rec_heads)
-    return maybe_etm(model, etm, pb_t=etm_pb_t, r1=etm_r1, r2=etm_r2, init=etm_init, dropconv=etm_dropconv,
-                     variance=etm_variance)
+    return HQDec(height or 128, width or 416, encoder_name=encoder_name, rec_heads=rec_heads)
