@@ -102,7 +102,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def print_dry_run(plan: Plan) -> None:
-    """Scheme x seed table with the resolved values of every key some scheme overrides."""
+    """Scheme x seed table: the recipe columns (iterations, LR, ETM, L_py mode, ...) and every overridden key."""
     spec = plan.spec
     keys = spec.dry_run_keys(plan.schemes, plan.profile)
     keys += [k for k in plan.extra if k not in keys]
