@@ -247,3 +247,16 @@ def test_dry_run_shows_the_recipe(table, tmp_path, capsys, monkeypatch):
     for key in ("train.iterations", "optim.lr", "train.val_every", "model.etm.enabled", "loss.pyramid.mode",
                 "data.split"):
         assert key in header, key
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_apx_teachers_run_at_sizes_they_accept(spec):
+    """HQDecv2 needs H and W divisible by 32: the smoke profiles' 64x208 students get a 64x224 teacher."""
+    loaded = load_spec(spec)
+    for profile in loaded.profiles:
+        for scheme in loaded.scheme_names:
+            cfg = loaded.resolve(scheme, 0, profile)
+            if cfg.loss.apx.enabled:
+                h = cfg.loss.apx.teacher_height or cfg.data.height
+                w = cfg.loss.apx.teacher_width or cfg.data.width
+                assert h % 32 == 0 and w % 32 == 0, (scheme, profile, h, w)
