@@ -142,7 +142,7 @@ def test_create_applies_etm_options_once_for_every_model():
 
 
 def test_initial_depth_model_builds_etm_sharp_from_a_plain_checkpoint(tmp_path):
-    """ETM# (Table VI): a trained plain SmallDepth's K x K kernels seed every ETM shape (models package, not train.py)."""
+    """ETM# (Table VI): a trained plain SmallDepth's K x K kernels seed every ETM shape (in the models package)."""
     from fadepth.checkpoint import save_checkpoint
     from fadepth.config import ExperimentConfig
     from fadepth.models import initial_depth_model
@@ -160,7 +160,7 @@ def test_initial_depth_model_builds_etm_sharp_from_a_plain_checkpoint(tmp_path):
     torch.testing.assert_close(stem.standard, plain.encoder.stem.conv.weight)
     torch.testing.assert_close(stem.weights[0], plain.encoder.stem.conv.weight[..., 1:2, 1:2])
     # An ETM checkpoint loads as it is (resume-like init, no second conversion).
-    etm_path = save_checkpoint(tmp_path / "etm.pt", {"model": net.state_dict(),
-                                                     "config": plain_cfg.model_copy(update={"model": cfg}).model_dump(mode="json")})
+    etm_cfg = plain_cfg.model_copy(update={"model": cfg}).model_dump(mode="json")
+    etm_path = save_checkpoint(tmp_path / "etm.pt", {"model": net.state_dict(), "config": etm_cfg})
     again = initial_depth_model(cfg.model_copy(update={"init_checkpoint": str(etm_path)}))
     torch.testing.assert_close(again.encoder.stem.conv.weights[0], stem.weights[0])
