@@ -35,6 +35,8 @@ class ETMConfig(_Strict):
     r1: float = Field(0.1, ge=0.0, le=10.0, description="K x K branch drop = r1 * pb_t")
     r2: float = Field(0.5, ge=0.0, le=10.0, description="element-level dropconv rate = r2 * pb_t (eq. 14)")
     dropconv: bool = True
+    # Eq. 14 prints no 1/(1 - r2*pb_t) rescale (expected training kernel (1 - r2*pb_t) w, w at inference).
+    dropconv_rescale: bool = False
     init: Literal["random", "largest"] = "random"  # 'largest' = ETM# (copy the K x K kernel into every shape)
     variance: Literal["output", "input"] = "output"  # reading (A) / (B) of var(x_t) in eq. 15
 
@@ -44,7 +46,8 @@ class ModelConfig(_Strict):
     pose: str = "posenet_rn18"
     pb_dsr: float = Field(0.9, ge=0.0, lt=1.0, description="max drop rate in the DSR blocks (eq. 3)")
     pb_sd: float = Field(0.5, ge=0.0, lt=1.0, description="max drop rate in sparse downsampling (eq. 2)")
-    drop_schedule: Literal["cosine", "constant"] = "cosine"  # eq. 5 hump, or Table V's starred constant rate
+    # eq. 5 hump, Table V's starred constant rate, or eq. 5 as printed (i, not i - M: resets at M, ramps again)
+    drop_schedule: Literal["cosine", "constant", "printed"] = "cosine"
     drop_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="fraction of training spent ramping up (eq. 5)")
     widths: list[int] | None = None  # SmallDepth stage widths C0..C4 (None = model default)
     expansion: list[float] | None = None  # SmallDepth DSR expansion ratios per stage 1..4

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from fadepth.checkpoint import config_of, load_checkpoint, save_checkpoint
+from fadepth.checkpoint import load_checkpoint, save_checkpoint
 from fadepth.config import ExperimentConfig, dump_config
-from fadepth.models import build_depth_model, build_pose_model
+from fadepth.models import build_pose_model, initial_depth_model
 from fadepth.schedules import apply_drop_rates
 from fadepth.utils import resolve_device, seed_everything, to_channels_last
 
@@ -125,7 +125,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             # Determinism does not need every fresh tensor pre-filled with NaN (a fifth of a CPU step).
             torch.utils.deterministic.fill_uninitialized_memory = False
-        self.depth_net = self._build_depth_net().to(self.device)
+        self.depth_net = initial_depth_model(cfg.model).to(self.device)  # ETM# included
         self.pose_net = build_pose_model(cfg.model).to(self.device)
         if cfg.train.channels_last:
             to_channels_last(self.depth_net)
@@ -143,27 +143,6 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.iteration = 0
         self.history: list[dict[str, float]] = []
-
-    def _build_depth_net(self) -> torch.nn.Module:
-        """Random init, or weights from `model.init_checkpoint` (ETM#: a trained plain SmallDepth)."""
-        mc = self.cfg.model
-        if mc.init_checkpoint is None:
-            return build_depth_model(mc)
-        init = load_checkpoint(mc.init_checkpoint)
-        state = init["model"]
-        if mc.etm.enabled and not config_of(init).model.etm.enabled:
-            # ETM# (Table VI): load the trained plain net, then wrap its convs so every ETM shape
-            # starts from the trained K x K kernel (etm.init='largest').
-            from fadepth.models import etm_options
-            from fadepth.models.etm import convert_to_etm
-
-            plain_cfg = mc.model_copy(update={"etm": mc.etm.model_copy(update={"enabled": False})})
-            plain = build_depth_model(plain_cfg)
-            plain.load_state_dict(state)
-            return convert_to_etm(plain, **etm_options(mc.etm))
-        net = build_depth_model(mc)
-        net.load_state_dict(state)
-        return net
 
     # --------------------------------------------------------------------------- checkpoints
     @property

@@ -109,3 +109,58 @@ def test_deploy_etm_model_equals_eval_and_plain_param_count(name):
         before, after = model(image)["disp"], deployed(image)["disp"]
     for a, b in zip(before, after):
         torch.testing.assert_close(b, a, rtol=1e-8, atol=1e-8)
+
+
+def test_dropconv_rescale_makes_the_expected_training_kernel_the_folded_one():
+    """Eq. 14 as printed: E[Upsilon * w_T] = (1 - r2 pb_t) w_T; with `dropconv_rescale` it is w_T (what fold uses)."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 16, 3, padding=1)
+    rate = 0.5 * 1.5  # pb_t = 0.5, r2 = 1.5: pb_w = 0.75
+    for rescale, expected in ((False, 1.0 - rate), (True, 1.0)):
+        etm = ETMConv2d(conv, pb_t=0.5, r1=0.0, r2=1.5, dropconv_rescale=rescale).train()
+        mean_kernel = torch.stack([etm._kernels()[-2] for _ in range(4000)]).mean(0)
+        ratio = (mean_kernel * etm.weights[-1]).sum() / etm.weights[-1].pow(2).sum()
+        assert ratio.item() == pytest.approx(expected, abs=0.01)
+        torch.testing.assert_close(etm.eval()._kernels()[-2], etm.weights[-1])  # eval: no mask, no scale
+
+
+def test_create_applies_etm_options_once_for_every_model():
+    """ETM is a cross-cutting option of `create` (timm style): builders take only architecture arguments."""
+    import inspect
+
+    from fadepth.models import ETMOptions, available, entry
+
+    for name in available():
+        assert not any(p.startswith("etm") for p in inspect.signature(entry(name).builder).parameters), name
+    model = create("smalldepth", etm=ETMOptions(pb_t=0.2, r2=1.0, variance="input", dropconv_rescale=True))
+    etms = [m for m in model.modules() if isinstance(m, ETMConv2d)]
+    assert etms and all((m.pb_t, m.r2, m.variance, m.dropconv_rescale) == (0.2, 1.0, "input", True) for m in etms)
+    assert not any(isinstance(m, ETMConv2d) for m in create("smalldepth", etm=None).modules())
+    assert any(isinstance(m, ETMConv2d) for m in create("posenet_rn18", etm={"pb_t": 0.05}).modules())
+    with pytest.raises(TypeError, match="smalldepth.*etm options"):
+        create("smalldepth", etm={"pbt": 0.1})
+
+
+def test_initial_depth_model_builds_etm_sharp_from_a_plain_checkpoint(tmp_path):
+    """ETM# (Table VI): a trained plain SmallDepth's K x K kernels seed every ETM shape (in the models package)."""
+    from fadepth.checkpoint import save_checkpoint
+    from fadepth.config import ExperimentConfig
+    from fadepth.models import initial_depth_model
+
+    torch.manual_seed(0)
+    plain_cfg = ExperimentConfig()
+    plain = create("smalldepth")
+    path = save_checkpoint(tmp_path / "plain.pt", {"model": plain.state_dict(),
+                                                   "config": plain_cfg.model_dump(mode="json")})
+    cfg = plain_cfg.model.model_copy(update={"init_checkpoint": str(path), "etm": plain_cfg.model.etm.model_copy(
+        update={"enabled": True, "init": "largest"})})
+    net = initial_depth_model(cfg)
+    stem = net.encoder.stem.conv
+    assert isinstance(stem, ETMConv2d)
+    torch.testing.assert_close(stem.standard, plain.encoder.stem.conv.weight)
+    torch.testing.assert_close(stem.weights[0], plain.encoder.stem.conv.weight[..., 1:2, 1:2])
+    # An ETM checkpoint loads as it is (resume-like init, no second conversion).
+    etm_cfg = plain_cfg.model_copy(update={"model": cfg}).model_dump(mode="json")
+    etm_path = save_checkpoint(tmp_path / "etm.pt", {"model": net.state_dict(), "config": etm_cfg})
+    again = initial_depth_model(cfg.model_copy(update={"init_checkpoint": str(etm_path)}))
+    torch.testing.assert_close(again.encoder.stem.conv.weights[0], stem.weights[0])

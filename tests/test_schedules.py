@@ -65,3 +65,19 @@ def test_drop_function_drops_whole_samples_and_rescales():
 def test_drop_function_rejects_unknown_kind():
     with pytest.raises(ValueError, match="dsr"):
         DropFunction("block")
+
+
+def test_printed_mode_resets_at_m_and_ramps_again():
+    """Eq. 5 as typeset (i, not i - M, in the second branch): same rise, pb = 0 at M = N/2, back to pb_max at N."""
+    total, peak = 1000, 0.9
+    for i in (0, 100, 250, 499):
+        assert drop_rate(i, total, peak, mode="printed") == pytest.approx(drop_rate(i, total, peak))
+    assert drop_rate(500, total, peak, mode="printed") == pytest.approx(0.0, abs=1e-12)
+    assert drop_rate(750, total, peak, mode="printed") == pytest.approx(0.45)
+    assert drop_rate(999, total, peak, mode="printed") == pytest.approx(peak, abs=1e-4)
+    assert drop_rate(1000, total, peak, mode="printed") == 0.0
+
+
+def test_printed_mode_is_a_config_value():
+    rates = apply_drop_rates(create("smalldepth"), 500, 1000, ModelConfig(drop_schedule="printed"))
+    assert rates == pytest.approx({"dsr": 0.0, "sd": 0.0}, abs=1e-12)

@@ -17,7 +17,7 @@ from torchvision.models import mobilenet_v3_large, resnet18
 
 from fadepth.models.blocks import resize_to
 from fadepth.models.registry import register
-from fadepth.models.smalldepth import IMAGE_MEAN, IMAGE_STD, maybe_convert_to_etm
+from fadepth.models.smalldepth import IMAGE_MEAN, IMAGE_STD
 
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
 MOBILENET_TAPS = (1, 3, 6, 12, 15)
@@ -127,16 +127,12 @@ class TrunkDepthNet(nn.Module):
 
 
 @register("rn18", kind="depth")
-def rn18(etm=False, etm_pb_t=0.1, etm_r1=0.1, etm_r2=0.5, etm_init="random", etm_dropconv=True,
-         etm_variance="output") -> nn.Module:
+def rn18() -> nn.Module:
     """ResNet-18 DepthNet (monodepth2): 11.18 M / 1.93 G encoder + 3.15 M / 1.55 G decoder at 128x416."""
-    model = TrunkDepthNet(ResNet18Encoder())
-    return maybe_convert_to_etm(model, etm, etm_pb_t, etm_r1, etm_r2, etm_init, etm_dropconv, etm_variance)
+    return TrunkDepthNet(ResNet18Encoder())
 
 
 @register("mobilenetv3", kind="depth")
-def mobilenetv3(etm=False, etm_pb_t=0.1, etm_r1=0.1, etm_r2=0.5, etm_init="random", etm_dropconv=True,
-                etm_variance="output") -> nn.Module:
+def mobilenetv3() -> nn.Module:
     """MobileNetV3-large DepthNet: 2.82 M / 0.23 G encoder + 1.87 M / 1.09 G decoder at 128x416."""
-    model = TrunkDepthNet(MobileNetV3Encoder())
-    return maybe_convert_to_etm(model, etm, etm_pb_t, etm_r1, etm_r2, etm_init, etm_dropconv, etm_variance)
+    return TrunkDepthNet(MobileNetV3Encoder())

@@ -4,7 +4,9 @@
   t = 0      identity (a centred delta), only when Ci == Co, stride 1 and the padding keeps the grid;
   t = 1..T   every odd sub-shape kh x kw <= Kh x Kw (T = ceil(Kh/2) * ceil(Kw/2)), centred on the same
              dilated grid; branch drop pb_t, except the KxK branch t = T: branch drop r1*pb_t and
-             element-level dropconv r2*pb_t (eq. 14: mask over (Co,Kh,Kw) shared over Ci, no rescale);
+             element-level dropconv r2*pb_t (eq. 14: mask over (Co,Kh,Kw) shared over Ci; no rescale as
+             printed, or survivors x 1/(1 - r2*pb_t) with `dropconv_rescale`, so that the expected training
+             kernel equals the folded one);
   t = T+1    the standard KxK kernel, never dropped,
 each scaled per output channel by lambda_t = p_t / (sqrt(var_t) + 1e-5) (eq. 15b). `fold()` returns one
 conv with w_eq = sum_t lambda_t * w_hat_t (eqs. 18-19), using running variances.
@@ -17,6 +19,7 @@ over each group's input channels, shared by all branches. Branch drops are per-s
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +27,23 @@ from torch import nn
 
 EPS = 1e-5  # eq. 15b
 MOMENTUM = 0.1
+
+
+@dataclass(frozen=True)
+class ETMOptions:
+    """Every ETM setting in one place (`convert_to_etm` and `fadepth.models.create(name, etm=...)`)."""
+
+    pb_t: float = 0.1
+    r1: float = 0.1
+    r2: float = 0.5
+    init: str = "random"  # "largest" = ETM# (every shape starts from the centre crop of the K x K kernel)
+    dropconv: bool = True
+    variance: str = "output"
+    dropconv_rescale: bool = False
+    min_kernel: int = 3
+
+    def as_kwargs(self) -> dict:
+        return asdict(self)
 
 
 def sub_shapes(kh: int, kw: int) -> list[tuple[int, int]]:
@@ -56,7 +76,8 @@ class ETMConv2d(nn.Module):
     """Multi-shape training-time replacement of an nn.Conv2d that folds back into one (eqs. 13-19)."""
 
     def __init__(self, conv: nn.Conv2d, pb_t: float = 0.1, r1: float = 0.1, r2: float = 0.5,
-                 init: str = "random", dropconv: bool = True, variance: str = "output"):
+                 init: str = "random", dropconv: bool = True, variance: str = "output",
+                 dropconv_rescale: bool = False):
         super().__init__()
         if init not in ("random", "largest"):
             raise ValueError(f"ETM init must be 'random' or 'largest', got {init!r}")
@@ -70,6 +91,7 @@ class ETMConv2d(nn.Module):
         self.padding = self._explicit_padding(conv)
         self.padding_mode = conv.padding_mode
         self.pb_t, self.r1, self.r2, self.dropconv, self.variance = pb_t, r1, r2, dropconv, variance
+        self.dropconv_rescale = dropconv_rescale
         self.shapes = sub_shapes(kh, kw)
         self.has_identity = (conv.in_channels == conv.out_channels and tuple(conv.stride) == (1, 1)
                              and self.padding == (conv.dilation[0] * (kh // 2), conv.dilation[1] * (kw // 2)))
@@ -110,9 +132,11 @@ class ETMConv2d(nn.Module):
         kh, kw = self.kernel_size
         kernels = [pad_to(w, kh, kw) for w in self.weights]
         rate = self.r2 * self.pb_t
-        if self.training and self.dropconv and rate > 0:  # eq. 14: Upsilon over (Co, Kh, Kw), no rescale
+        if self.training and self.dropconv and rate > 0:  # eq. 14: Upsilon over (Co, Kh, Kw)
             mask = torch.empty(self.out_channels, 1, kh, kw, device=kernels[-1].device,
                                dtype=kernels[-1].dtype).bernoulli_(1.0 - rate)
+            if self.dropconv_rescale:  # E[mask] = 1: the folded kernel is the expected training kernel
+                mask = mask / (1.0 - rate)
             kernels[-1] = kernels[-1] * mask
         return torch.stack(kernels + [self.standard])
 
@@ -192,7 +216,7 @@ class ETMConv2d(nn.Module):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"dilation={self.dilation}, groups={self.groups}, shapes={len(self.shapes)}, "
                 f"identity={self.has_identity}, pb_t={self.pb_t}, r1={self.r1}, r2={self.r2}, "
-                f"dropconv={self.dropconv}, variance={self.variance!r}")
+                f"dropconv={self.dropconv}, rescale={self.dropconv_rescale}, variance={self.variance!r}")
 
 
 def is_etm_candidate(module: nn.Module, min_kernel: int) -> bool:
@@ -202,17 +226,24 @@ def is_etm_candidate(module: nn.Module, min_kernel: int) -> bool:
     return max(kh, kw) >= min_kernel and kh % 2 == 1 and kw % 2 == 1
 
 
-def convert_to_etm(module: nn.Module, pb_t: float = 0.1, r1: float = 0.1, r2: float = 0.5, init: str = "random",
-                   dropconv: bool = True, variance: str = "output", min_kernel: int = 3) -> nn.Module:
+def convert_to_etm(module: nn.Module, options: ETMOptions | None = None, **overrides) -> nn.Module:
     """Replace, in place, every odd KxK nn.Conv2d with max(K) >= min_kernel by an ETMConv2d; returns `module`.
 
+    `options` (default `ETMOptions()`), with any field overridden by keyword (`convert_to_etm(m, pb_t=0.2)`).
     A conv followed by BN keeps feeding that BN (the ETM output takes the conv's place unchanged)."""
+    opts = ETMOptions(**{**(options or ETMOptions()).as_kwargs(), **overrides})
+    kwargs = opts.as_kwargs()
+    min_kernel = kwargs.pop("min_kernel")
+    _convert(module, kwargs, min_kernel)
+    return module
+
+
+def _convert(module: nn.Module, kwargs: dict, min_kernel: int) -> None:
     for name, child in module.named_children():
         if is_etm_candidate(child, min_kernel):
-            setattr(module, name, ETMConv2d(child, pb_t, r1, r2, init, dropconv, variance))
+            setattr(module, name, ETMConv2d(child, **kwargs))
         else:
-            convert_to_etm(child, pb_t, r1, r2, init, dropconv, variance, min_kernel)
-    return module
+            _convert(child, kwargs, min_kernel)
 
 
 def fold_etm(module: nn.Module) -> nn.Module:

@@ -38,21 +38,25 @@ class V2Blocks:
     """HQDecv2 block factory: AdaRMv2, AxialDown with AdaCoeff, DAdaNRSUv2, AttDispV2, AdaCoeff fusion.
 
     Budget options (HQDec-faithful values in brackets): `axial_mix_stages` 1 [2] and `axial_reduce_kernel`
-    1 [3] in AxialDown; `nrsu_embed` "channels" (G in DAdaNRSUv2 keeps C_3 = C, eq. 27's equal-channel
-    rule) ["level": the level's embed dim]; `coeff_expansion` e of AdaCoeff (eq. 23)."""
+    1 [3] in AxialDown; `nrsu_embed` and `refine_embed` "channels" (the global paths of DAdaNRSUv2 and
+    AdaRMv2 keep C_3 = C, eq. 27's equal-channel rule) ["level": the level's embed dim]; `coeff_expansion`
+    e of AdaCoeff (eq. 23): 2 [the design note's 4]."""
 
     def __init__(self, depth: int = 2, mlp_ratio: float = 2.0, pos_embed: str = "sincos",
                  axial_mix_stages: int = 1, axial_reduce_kernel: int = 1, nrsu_embed: str = "channels",
-                 coeff_expansion: int = 4):
-        if nrsu_embed not in ("channels", "level"):
-            raise ValueError(f"nrsu_embed must be 'channels' or 'level', not {nrsu_embed!r}")
+                 refine_embed: str = "channels", coeff_expansion: int = 2):
+        for name, value in (("nrsu_embed", nrsu_embed), ("refine_embed", refine_embed)):
+            if value not in ("channels", "level"):
+                raise ValueError(f"{name} must be 'channels' or 'level', not {value!r}")
+        self.refine_embed = refine_embed
         self.kw = dict(depth=depth, mlp_ratio=mlp_ratio, pos_embed=pos_embed)
         self.axial = dict(mix_stages=axial_mix_stages, reduce_kernel=axial_reduce_kernel,
                           coeff_expansion=coeff_expansion)
         self.nrsu_embed, self.coeff_expansion = nrsu_embed, coeff_expansion
 
     def refine(self, channels: int, level: int) -> nn.Module:
-        return AdaRMv2(channels, SQUEEZE[level], EMBED_DIMS[level], HEADS[level], **self.kw,
+        embed = channels if self.refine_embed == "channels" else EMBED_DIMS[level]
+        return AdaRMv2(channels, SQUEEZE[level], embed, HEADS[level], **self.kw,
                        coeff_expansion=self.coeff_expansion)
 
     def down(self, channels: int, stride: int, level: int) -> nn.Module:
@@ -191,26 +195,30 @@ class HQDecV2(HQDecNet):
     """HQDecv2 teacher (Sec. III-D): EfficientNetV2-S + the HQDecv2 decoder; any H, W divisible by 32.
 
     Budget. Table I: 24.65 M params / 3.90 GMAC at 128x416. EffV2-S alone is 19.85 M / 3.01 G, which leaves
-    about 4.8 M / 0.89 G for the decoder. Measured at 128x416, batch 1, with fvcore
-    `FlopCountAnalysis(model, x).total()` (multiply-adds over convs, linears and attention matmuls, plus
-    fvcore's norm and upsample counts, 0.06 G in the decoder). HQDecv2 has no ConvTranspose; HQDec's is
-    counted at input resolution by fvcore, while Table I's 5.90 G counts it at output resolution (thop).
+    about 4.8 M / 0.89 G for the decoder. Measured by `python -m fadepth complexity --models hqdecv2
+    --height 128 --width 416` (deployed, batch 1; fvcore multiply-adds of convs, linears and attention
+    matmuls: the convention that reproduces Table IV's RN18 1.93 + 1.55 G). HQDecv2 has no ConvTranspose.
 
-        encoder 19.847 M / 3.031 G   decoder 6.648 M / 1.409 G   total 26.50 M (+7.5 %) / 4.44 G (+13.9 %)
+        encoder 19.847 M / 3.006 G   decoder 5.534 M / 1.231 G   total 25.38 M (+3.0 %) / 4.24 G (+8.6 %)
 
-    Where the decoder goes past the 4.8 M / 0.89 G target:
-    - Params: the ViT blocks take 4.09 M, because HQDec's embed dims (160 at H/16, 256 at H/32) recur in
-      eight AdaRMv2 at depth 2. The ConvBlocks take 1.05 M.
-    - MACs: HQDec's data flow keeps eight dense 3x3 ConvBlocks at H/2..H/8, and these alone cost 0.49 G.
-      The rest: AxialNPCAS 0.29 G, F_ci 0.23 G (0.12 G of it the 4C 1x1 at H/2), AdaCoeff 0.16 G
-      (e=4, 3x3, up to full resolution).
-    - Reaching 0.89 G would need changes the paper does not describe, such as narrower ConvBlocks or
-      fewer laterals.
+    (HQDec's embed dims in every AdaRMv2 and AdaCoeff e = 4 gave 26.49 M / 4.36 G.) Where the decoder's
+    1.23 G goes, and why 0.89 G (or the +5 % bound, 1.09 G) is out of reach without changes the paper does
+    not describe:
+    - HQDec's data flow, which Sec. III-D keeps (it replaces AdaRM, DAdaNRSU, AttDisp and the parameter
+      tensors, not the laterals): its fifteen dense 3x3 ConvBlocks cost 0.49 G (0.07 G each at H/2 and at
+      H/4 for 48 -> 48) and its six AxialNPCAS laterals 0.28 G (the c*s x c*s 1x1 mix after folding).
+    - Eq. 27b's F_ci (the 4C x 4C 1x1 before the pixel shuffle) costs 0.22 G, 0.12 G of it at H/2.
+    These three alone are 0.99 G. AdaRMv2, the global paths and AdaCoeff add 0.19 G; the disp heads 0.04 G.
 
-    Settings chosen to meet the budget, each an option of `V2Blocks`:
-    - `axial_mix_stages=1` [HQDec: 2] and `axial_reduce_kernel=1` [3]: together they save 0.68 G.
-    - `nrsu_embed="channels"`: C_3 = C in DAdaNRSUv2's global path, following eq. 27's equal-channel rule.
-      This saves 1.1 M.
+    Settings chosen to meet the budget, each an option of `V2Blocks` ([HQDec's value]):
+    - `axial_mix_stages=1` [2] and `axial_reduce_kernel=1` [3]: together they save 0.68 G.
+    - `nrsu_embed="channels"` and `refine_embed="channels"` ["level"]: C_3 = C_embed = the module's own
+      channel count in every global path (eq. 27's equal-channel rule; HQDec's embed dims equal its level
+      widths, but its fused-level AdaRMs run narrower maps, e.g. 160 channels at embed 256 at H/32, 64 at
+      160 at H/16). They save
+      1.1 M and 1.1 M.
+    - `coeff_expansion=2` [AdaCoeff is new in HQDecv2; e is not printed]: AdaCoeff "to reduce complexity"
+      costs 0.05 G at e = 2 against 0.16 G at e = 4.
     - The last recovery conv of F_rrlv2 is depthwise (`depthwise_last`); it saves 0.07 G.
 
     Positional embeddings: fixed 2-D sine-cosine, which has no parameters and fits any token grid;
@@ -246,32 +254,18 @@ class HQDec(HQDecNet):
                              f"{x.shape[-2]}x{x.shape[-1]}; rebuild it with height/width set, or use hqdecv2")
 
 
-def maybe_etm(model: nn.Module, etm: bool, **etm_options) -> nn.Module:
-    if not etm:
-        return model
-    from fadepth.models.etm import convert_to_etm  # written alongside; imported only when asked for
-
-    return convert_to_etm(model, **etm_options)
-
-
 @register("hqdecv2", kind="teacher")
-def hqdecv2(etm=False, etm_pb_t=0.1, etm_r1=0.1, etm_r2=0.5, etm_init="random", etm_dropconv=True,
-            etm_variance="output", height=None, width=None, encoder_name="tf_efficientnetv2_s",
-            rec_heads=False, pos_embed="sincos") -> nn.Module:
+def hqdecv2(height=None, width=None, encoder_name="tf_efficientnetv2_s", rec_heads=False,
+            pos_embed="sincos", refine_embed="channels", coeff_expansion=2) -> nn.Module:
     """HQDecv2 teacher: EffV2-S + AdaCoeff/AdaRMv2/DAdaNRSUv2/AttDispV2 decoder, any size divisible by 32."""
     for name, value in (("height", height), ("width", width)):
         if value is not None and value % 32:
             raise ValueError(f"hqdecv2: {name}={value} is not divisible by 32")
-    model = HQDecV2(encoder_name=encoder_name, rec_heads=rec_heads, pos_embed=pos_embed)
-    return maybe_etm(model, etm, pb_t=etm_pb_t, r1=etm_r1, r2=etm_r2, init=etm_init, dropconv=etm_dropconv,
-                     variance=etm_variance)
+    return HQDecV2(encoder_name=encoder_name, rec_heads=rec_heads, pos_embed=pos_embed,
+                   refine_embed=refine_embed, coeff_expansion=coeff_expansion)
 
 
 @register("hqdec", kind="teacher")
-def hqdec(etm=False, etm_pb_t=0.1, etm_r1=0.1, etm_r2=0.5, etm_init="random", etm_dropconv=True,
-          etm_variance="output", height=None, width=None, encoder_name="tf_efficientnetv2_s",
-          rec_heads=False) -> nn.Module:
+def hqdec(height=None, width=None, encoder_name="tf_efficientnetv2_s", rec_heads=False) -> nn.Module:
     """Original HQDec (EffV2-S + fixed-size HQDec decoder) for Table I; input size fixed at build (128x416)."""
-    model = HQDec(height or 128, width or 416, encoder_name=encoder_name, rec_heads=rec_heads)
-    return maybe_etm(model, etm, pb_t=etm_pb_t, r1=etm_r1, r2=etm_r2, init=etm_init, dropconv=etm_dropconv,
-                     variance=etm_variance)
+    return HQDec(height or 128, width or 416, encoder_name=encoder_name, rec_heads=rec_heads)

@@ -1,15 +1,19 @@
 """Models by name (timm-style): ``create(name, **options)`` and ``available()``.
 
 Register a builder with ``@register("name", kind="depth"|"pose"|"teacher")``.  Builders take keyword
-options only; unknown options raise a TypeError that names the model and the option.
+options only (their architecture); unknown options raise a TypeError that names the model and the option.
+Cross-cutting options are applied here, once, for every model (as timm's ``build_model_with_cfg`` does):
+``etm`` converts every odd KxK conv to an ETM (Sec. III-B) after the builder returns.
 """
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from torch import nn
+
+from fadepth.models.etm import ETMOptions, convert_to_etm
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,31 @@ def entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create(name: str, **options) -> nn.Module:
-    """Build a registered model with random initialisation (no downloads)."""
+def create(name: str, etm: bool | ETMOptions | Mapping | None = None, **options) -> nn.Module:
+    """Build a registered model with random initialisation (no downloads).
+
+    `etm`: None / False = plain convs; True = ETM with the `ETMOptions` defaults; an `ETMOptions` (or a
+    mapping of its fields) = ETM with those settings. `options` go to the model's builder."""
     e = entry(name)
     try:
         inspect.signature(e.builder).bind(**options)
     except TypeError as exc:
         raise TypeError(f"model {name!r}: {exc}") from None
-    return e.builder(**options)
+    etm_options = resolve_etm(name, etm)
+    model = e.builder(**options)
+    return model if etm_options is None else convert_to_etm(model, etm_options)
+
+
+def resolve_etm(name: str, etm: bool | ETMOptions | Mapping | None) -> ETMOptions | None:
+    if etm is None or etm is False:
+        return None
+    if etm is True:
+        return ETMOptions()
+    if isinstance(etm, ETMOptions):
+        return etm
+    if isinstance(etm, Mapping):
+        try:
+            return ETMOptions(**etm)
+        except TypeError as exc:
+            raise TypeError(f"model {name!r}: etm options: {exc}") from None
+    raise TypeError(f"model {name!r}: etm must be a bool, an ETMOptions or a mapping, got {type(etm).__name__}")

@@ -155,19 +155,7 @@ class SmallDepth(nn.Module):
         return {"disp": disp, "enc": enc, "dec": dec}
 
 
-def maybe_convert_to_etm(model: nn.Module, etm: bool, pb_t: float, r1: float, r2: float, init: str,
-                         dropconv: bool, variance: str) -> nn.Module:
-    """Apply ETM (Sec. III-B) to every KxK (K >= 3) conv when `etm` is set; shared by all depth builders."""
-    if not etm:
-        return model
-    from fadepth.models.etm import convert_to_etm
-
-    return convert_to_etm(model, pb_t=pb_t, r1=r1, r2=r2, init=init, dropconv=dropconv, variance=variance)
-
-
 @register("smalldepth", kind="depth")
-def smalldepth(widths=None, expansion=None, etm=False, etm_pb_t=0.1, etm_r1=0.1, etm_r2=0.5,
-               etm_init="random", etm_dropconv=True, etm_variance="output") -> nn.Module:
+def smalldepth(widths=None, expansion=None) -> nn.Module:
     """SmallDepth (eqs. 2-12), configuration A: widths 64,64,128,256,512, DSR expansion 1,1,1,1.5."""
-    model = SmallDepth(widths, expansion)
-    return maybe_convert_to_etm(model, etm, etm_pb_t, etm_r1, etm_r2, etm_init, etm_dropconv, etm_variance)
+    return SmallDepth(widths, expansion)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fadepth.config import ConfigError, check_key, parse_override
-from fadepth.sweep.spec import SweepSpec, load_spec
+from fadepth.sweep.spec import SweepSpec, dry_run_values, load_spec
 
 log = logging.getLogger("fadepth.sweep")
 INTERRUPT_GRACE_S = 60.0
@@ -102,17 +102,15 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def print_dry_run(plan: Plan) -> None:
-    """Scheme x seed table with the resolved values of every key some scheme overrides."""
+    """Scheme x seed table: the recipe columns (iterations, LR, ETM, L_py mode, ...) and every overridden key."""
     spec = plan.spec
-    keys: list[str] = []
-    for scheme in plan.schemes:
-        keys += [k for k in spec.overridden_keys(scheme) if k not in keys]
+    keys = spec.dry_run_keys(plan.schemes, plan.profile)
     keys += [k for k in plan.extra if k not in keys]
     header = ["scheme", "seed", *keys]
     table = []
     for scheme in plan.schemes:
         for seed in plan.seeds:
-            flat = spec.resolve(scheme, seed, plan.profile, plan.extra).to_flat_dict()
+            flat = dry_run_values(spec.resolve(scheme, seed, plan.profile, plan.extra))
             table.append([scheme, str(seed), *[_fmt(flat.get(k)) for k in keys]])
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
     print(f"{spec.name}: {spec.title}")

@@ -45,8 +45,22 @@ def default_tree() -> dict[str, Any]:
     return ExperimentConfig().model_dump(mode="json")
 
 
+# Shown for every scheme by `--dry-run`: how long, how fast, on what, and the paper's switches (ETM, L_py mode, APX).
+RECIPE_KEYS = ("data.dataset", "data.split", "train.iterations", "optim.lr", "train.val_every", "model.name",
+               "model.etm.enabled", "loss.pyramid.enabled", "loss.pyramid.mode", "loss.apx.enabled")
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 COMPLEXITY_METRICS = ("params_m", "gflops", "fps")
+
+
+def dry_run_values(cfg: ExperimentConfig) -> dict[str, Any]:
+    """A run's flat config for the dry-run table, with the settings of a switched-off part (ETM, L_py, L_apx)
+    shown as "-" so that a row reads as the recipe that actually runs."""
+    flat = cfg.to_flat_dict()
+    for section, on in (("model.etm.", cfg.model.etm.enabled), ("loss.pyramid.", cfg.loss.pyramid.enabled),
+                        ("loss.apx.", cfg.loss.apx.enabled)):
+        if not on:
+            flat.update({k: "-" for k in flat if k.startswith(section) and k != section + "enabled"})
+    return flat
 
 
 class SpecError(ConfigError):
@@ -193,6 +207,15 @@ class SweepSpec(_Strict):
             raise SpecError(
                 _explain(exc, f"{self.path}: scheme {scheme_name!r}, profile {profile!r}", self, scheme_name, profile, extra)
             ) from None
+
+    def dry_run_keys(self, scheme_names: list[str], profile: str) -> list[str]:
+        """The dry-run table's columns: the recipe every table states (RECIPE_KEYS), then every key a scheme or
+        the profile overrides (the profile sets iterations and validation of the paper runs)."""
+        keys = list(RECIPE_KEYS)
+        for scheme in scheme_names:
+            keys += [k for k in self.overridden_keys(scheme) if k not in keys]
+        keys += [k for k in self.profile(profile).overrides if k not in keys]
+        return keys
 
     def overridden_keys(self, scheme_name: str) -> list[str]:
         """Keys a scheme changes (spec-level overrides included), in order: the dry-run table's columns."""
