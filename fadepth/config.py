@@ -210,7 +210,7 @@ class EvalConfig(_Strict):
     protocol: Literal["auto", "eigen", "eigen_benchmark", "ddad", "synthetic"] = "auto"
     align: Literal["median", "adasearch", "none"] = "median"
     split: str = "test"
-    max_images: int | None = None
+    max_images: int | None = Field(None, ge=1)
     gt_path: str | None = None  # gt_depths.npz for kitti
 
 
