@@ -212,8 +212,8 @@ class Trainer:
             return False
         state = load_checkpoint(self.checkpoint_path)
         if state["config"] != self.cfg.model_dump(mode="json"):
-            changed = sorted(k for k, v in self.cfg.to_flat_dict().items()
-                             if ExperimentConfig.model_validate(state["config"]).to_flat_dict().get(k) != v)
+            stored = config_of(state, self.checkpoint_path).to_flat_dict()
+            changed = sorted(k for k, v in self.cfg.to_flat_dict().items() if stored.get(k) != v)
             raise CheckpointError(
                 f"train.out_dir: {self.checkpoint_path} was written by a different configuration "
                 f"(differs in {', '.join(changed[:5]) or 'its config'}); use another train.out_dir or "

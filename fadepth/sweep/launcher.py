@@ -439,7 +439,15 @@ def run(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sweep = Sweep(plan, args)
-    queued = sweep.prepare()
+    try:
+        return launch(sweep, plan, args, sweep.prepare())
+    except BaseException as exc:  # never leave the sweep run RUNNING behind an error of this process
+        with contextlib.suppress(Exception):  # (nothing to end if the parent run was never created)
+            sweep.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str, int] | None) -> int:
     if queued is not None:
         print(f"{sweep.study_name}: {queued['done']} done, {queued['enqueued']} queued now, "
               f"{queued['queued'] + queued['running']} already queued/running, "
