@@ -355,7 +355,7 @@ def load_config(
     for key, value in items:
         check_key(key)
         set_dotted(tree, key, value)
-    return validate(tree, str(path) if path else "<defaults>")
+    return validate(tree, str(path) if path else "overrides" if overrides else "<defaults>")
 
 
 def dump_config(cfg: ExperimentConfig, path: str | Path) -> None:
