@@ -15,6 +15,8 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "sweeps" / "run.py")]
 SMOKE_BASE = REPO / "ablations" / "base" / "smoke.yaml"
@@ -110,6 +112,7 @@ def race_once(folder: Path, extra: tuple[str, ...] = ()) -> dict:
             "studies": len(counts), "outputs": outs}
 
 
+@pytest.mark.slow
 def test_two_launchers_on_fresh_then_existing_stores_create_nothing_twice(tmp_path):
     fresh = race_once(tmp_path)  # fresh stores: no MLflow schema race, one study, one parent run
     assert (fresh["duplicates"], fresh["missing"], fresh["crashes"], fresh["studies"]) == (0, 0, 0, 1), fresh
@@ -118,6 +121,7 @@ def test_two_launchers_on_fresh_then_existing_stores_create_nothing_twice(tmp_pa
         existing
 
 
+@pytest.mark.slow
 def test_artifact_store_failure_is_the_trials_failure_reason(tmp_path, monkeypatch):
     """The artifact folder breaks during the first of two trials: both trials and both MLflow runs carry the
     OS error (the second fails logging its config.yaml), none says 'worker died'."""
