@@ -286,7 +286,7 @@ def test_predict_bad_inputs(weights, tmp_path, capsys):
 def test_predict_names_are_unique_per_input(weights, tmp_path, capsys):
     a = _png(tmp_path / "drive_a" / "image_02" / "data" / "0000000001.png", 50)
     b = _png(tmp_path / "drive_b" / "image_02" / "data" / "0000000001.png", 150)
-    c = _png(tmp_path / "mixed" / "a.png", 10)
+    _png(tmp_path / "mixed" / "a.png", 10)
     d = tmp_path / "mixed" / "a.jpg"
     from PIL import Image
 
@@ -296,7 +296,6 @@ def test_predict_names_are_unique_per_input(weights, tmp_path, capsys):
                     "--out", str(out)]) == 0
     assert "wrote 4 depth maps" in capsys.readouterr().out
     assert len(list(out.glob("*_depth.npy"))) == 4 and len(list(out.glob("*_disp.png"))) == 4
-    del c
 
 
 # ----------------------------------------------------------------------------------- unknown errors
