@@ -115,7 +115,8 @@ def iter_frames(inputs: Iterable[str | Path]) -> Iterator[Frame]:
             for i, frame in enumerate(iio.imiter(path)):
                 yield Frame(f"{names[path]}_{i:06d}", np.asarray(frame)[..., :3])
         except (OSError, ValueError, RuntimeError) as exc:
-            raise InputError(f"{path}: not a readable video ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"{path}: not a readable video ({reason})") from None
 
 
 @torch.no_grad()

@@ -42,8 +42,8 @@ def check_config(cfg: ExperimentConfig, files: bool = True) -> None:
 
 
 def check_checkpoint_files(cfg: ExperimentConfig) -> None:
-    for key, value in (("model.init_checkpoint", cfg.model.init_checkpoint),
-                       ("loss.apx.teacher_checkpoint", cfg.loss.apx.teacher_checkpoint if cfg.loss.apx.enabled else None)):
+    teacher = cfg.loss.apx.teacher_checkpoint if cfg.loss.apx.enabled else None
+    for key, value in (("model.init_checkpoint", cfg.model.init_checkpoint), ("loss.apx.teacher_checkpoint", teacher)):
         if value is not None and not Path(value).expanduser().is_file():
             raise PreflightError(f"{key}: checkpoint file {value!r} not found")
 

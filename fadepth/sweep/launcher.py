@@ -2,12 +2,13 @@
 
 Order matters: (1) load and validate the spec, every scheme x seed config and the pre-flight of every data
 file the runs will read (:mod:`fadepth.preflight`) -- an error here leaves no trace on disk; (2) under a file
-lock next to each local store (:func:`fadepth.sweep.stores.store_lock`), create the Optuna study, the MLflow store, experiment and
-parent run in this process, before any worker exists (concurrent first-time SQLite init crashes, runner.md
-section 2.10), and -- still under the lock, so two launchers started together create nothing twice -- (3)
-repair cells whose worker died and queue every cell not done; (4) start workers (one per GPU, or N on CPU) in
-their own sessions, so a Ctrl-C reaches them once, through this process; (5) poll the study for the
-progress bar; (6) on exit repair again so both stores are consistent.
+lock next to each local store (:func:`fadepth.sweep.stores.store_lock`), create the Optuna study, the MLflow
+store, experiment and parent run in this process, before any worker exists (concurrent first-time SQLite init
+crashes, runner.md section 2.10), and -- still under the lock, so two launchers started together create
+nothing twice -- (3) repair cells whose worker died and queue every cell not done; (4) start workers (one per
+GPU, or N on CPU) in their own sessions, so a Ctrl-C reaches them once, through this process; (5) poll the
+study for the progress bar (and, once this launcher's workers are gone, for cells another launcher's workers
+still run); (6) on exit repair again so both stores are consistent.
 """
 from __future__ import annotations
 
