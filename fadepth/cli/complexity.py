@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     from fadepth.preflight import check_device, check_output_file
 
-    if args.height < 32 or args.width < 32 or min(args.reps, args.warmup + 1) < 1:
-        print("fadepth complexity: --height/--width must be >= 32 and --reps >= 1, --warmup >= 0", file=sys.stderr)
+    if min(args.height, args.width, args.reps) < 1 or args.warmup < 0:
+        print("fadepth complexity: error: --height, --width and --reps must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
     check_device(args.device)
     if args.json:
