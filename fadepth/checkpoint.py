@@ -1,24 +1,37 @@
-"""Checkpoints: one file per run holding everything needed to resume exactly or to deploy.
+"""Checkpoints: a small weights file to deploy and the full training state to resume.
 
-Keys: ``model`` (depth net state), ``pose`` (pose net state), ``objective`` (training-only modules such as
-APX adapters), ``optimizer``, ``scheduler``, ``iteration``, ``rng`` (torch / numpy / python states),
-``config`` (the resolved ExperimentConfig as a plain dict) and ``fadepth_version``.  Files are written
-atomically (temporary file + rename), so a crash never leaves a truncated checkpoint behind.
+A run folder holds two files, both written atomically (temporary file + rename, so a crash never leaves a
+truncated file; a temporary file left by a SIGKILL is removed by :func:`remove_stale_tmp` on the next start):
+
+* ``weights.pt`` (:data:`WEIGHTS_NAME`): ``model`` (depth net state), ``config`` (the resolved ExperimentConfig as
+  a plain dict), ``iteration``, ``kind="weights"`` and ``fadepth_version`` -- what eval / predict / export
+  need (SmallDepth: ~10 MB).  This is the file a sweep logs to MLflow.
+* ``checkpoint.pt`` (:data:`STATE_NAME`): the resumable training state -- the same keys plus ``pose`` (pose net
+  state), ``objective`` (training-only modules such as APX adapters), ``optimizer``, ``scheduler``,
+  ``history`` and ``rng`` (torch / numpy / python states).
+
+:func:`load_model` is the one entry point for eval / predict / export and accepts either file.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from fadepth import __version__
-from fadepth.config import ExperimentConfig
+from fadepth.config import ExperimentConfig, InputError, format_validation_error
 from fadepth.utils import atomic_torch_save, resolve_device
 
+log = logging.getLogger(__name__)
+WEIGHTS_NAME, STATE_NAME = "weights.pt", "checkpoint.pt"
+WEIGHTS_KEYS = ("model", "config", "iteration")
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(InputError, RuntimeError):
     """A checkpoint file is missing or does not hold what fadepth writes."""
 
 
@@ -31,6 +44,22 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return Path(path)
 
 
+def save_weights(path: str | Path, state: dict[str, Any]) -> Path:
+    """The deployable part of a training state: depth net weights + config (no optimizer, no pose net)."""
+    weights = {k: state[k] for k in WEIGHTS_KEYS if k in state}
+    return save_checkpoint(path, dict(weights, kind="weights"))
+
+
+def remove_stale_tmp(folder: str | Path, names: tuple[str, ...] = (WEIGHTS_NAME, STATE_NAME)) -> list[Path]:
+    """Delete temporary files an interrupted atomic write left (``.<name>.<random>.tmp``)."""
+    folder = Path(folder)
+    stale = [p for name in names for p in folder.glob(f".{name}.*.tmp")] if folder.is_dir() else []
+    for path in stale:
+        log.warning("removing %s, left by an interrupted checkpoint write", path)
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -38,15 +67,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises several types for corrupt files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a fadepth checkpoint (holds a {type(state).__name__}, expected a dict)")
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"{path}: not a fadepth checkpoint (missing keys: {', '.join(missing)})")
     return state
 
 
-def config_of(state: dict[str, Any]) -> ExperimentConfig:
-    return ExperimentConfig.model_validate(state["config"])
+def config_of(state: dict[str, Any], path: str | Path = "<checkpoint>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(state["config"])
+    except ValidationError as exc:
+        raise CheckpointError(format_validation_error(exc, f"{path}: stored config")) from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", with_pose: bool = False):
@@ -58,15 +93,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", with_pose: 
 
     device = resolve_device(device)
     state = load_checkpoint(path)
-    cfg = config_of(state)
-    depth_net = build_depth_model(cfg.model)
-    depth_net.load_state_dict(state["model"])
+    cfg = config_of(state, path)
+    try:
+        depth_net = build_depth_model(cfg.model)
+        depth_net.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not match the stored config's model ({reason[:300]})") from None
     depth_net.to(device).eval()
     if not with_pose:
         return depth_net, cfg
+    if "pose" not in state:
+        raise CheckpointError(f"{path}: holds no pose network (a {WEIGHTS_NAME} file); "
+                              f"pass the run's {STATE_NAME} instead")
     pose_net = build_pose_model(cfg.model)
-    if "pose" in state:
-        pose_net.load_state_dict(state["pose"])
+    pose_net.load_state_dict(state["pose"])
     return depth_net, pose_net.to(device).eval(), cfg
 
 

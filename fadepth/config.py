@@ -15,15 +15,20 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
-class ConfigError(ValueError):
+class InputError(ValueError):
+    """Bad user input (a file, key or value): the CLIs print its message as one line, without a traceback."""
+
+
+class ConfigError(InputError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No NaN / infinity anywhere: `optim.lr=.inf` must fail here, not as a NaN loss after the first step.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------------------- model
@@ -90,6 +95,14 @@ class DataConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     augment: AugmentConfig = AugmentConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
+
+    @field_validator("frame_ids")
+    @classmethod
+    def _target_and_sources(cls, v: list[int]) -> list[int]:
+        # The photometric loss warps source frames onto the target (0): without a source every term is 0.
+        if 0 not in v or len(set(v)) != len(v) or len(v) < 2:
+            raise ValueError("expected the target frame 0 and at least one source frame, each once, e.g. [0, -1, 1]")
+        return v
 
 
 # ---------------------------------------------------------------------------------------- losses
@@ -201,7 +214,7 @@ class EvalConfig(_Strict):
     protocol: Literal["auto", "eigen", "eigen_benchmark", "ddad", "synthetic"] = "auto"
     align: Literal["median", "adasearch", "none"] = "median"
     split: str = "test"
-    max_images: int | None = None
+    max_images: int | None = Field(None, ge=1)
     gt_path: str | None = None  # gt_depths.npz for kitti
 
 
@@ -323,14 +336,18 @@ def validate(tree: Mapping[str, Any], source: str = "<config>") -> ExperimentCon
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
+    """One line per bad key; a single bad key gives a single line ``source: key: problem (got value)``."""
+    items = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
+            items.append(f"{key}: unknown key")
         else:
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
-    return "\n".join(lines)
+            msg = err["msg"].removeprefix("Value error, ")
+            items.append(f"{key}: {msg} (got {err.get('input')!r})")
+    if len(items) == 1:
+        return f"{source}: invalid configuration: {items[0]}"
+    return "\n".join([f"{source}: invalid configuration"] + [f"  {item}" for item in items])
 
 
 def load_config(
@@ -342,7 +359,7 @@ def load_config(
     for key, value in items:
         check_key(key)
         set_dotted(tree, key, value)
-    return validate(tree, str(path) if path else "<defaults>")
+    return validate(tree, str(path) if path else "overrides" if overrides else "<defaults>")
 
 
 def dump_config(cfg: ExperimentConfig, path: str | Path) -> None:

@@ -24,6 +24,7 @@ It uses the GT more aggressively than median scaling: report it only beside the 
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+log = logging.getLogger(__name__)
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 MIN_DEPTH = 1e-3
 
@@ -139,11 +141,12 @@ def evaluate_depths(
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predictions for {len(gts)} ground-truth maps")
     cap = PROTOCOLS[protocol].cap
-    rows, ratios = [], []
+    rows, ratios, without_gt = [], [], 0
     for disp, gt in zip(preds, gts):
         gt = np.asarray(gt, dtype=np.float32).squeeze()
         mask = valid_mask(gt, protocol)
         if not mask.any():
+            without_gt += 1
             continue
         depth = disparity_to_depth(resize_disparity(np.squeeze(np.asarray(disp)), *gt.shape), sigmoid)
         pred, g = depth[mask], gt[mask].astype(np.float64)
@@ -156,13 +159,17 @@ def evaluate_depths(
         rows.append(depth_metrics(g, np.clip(pred * ratio, MIN_DEPTH, cap)))
         ratios.append(ratio)
     if not rows:
-        raise ValueError("no image has valid ground-truth pixels under protocol " + protocol)
+        raise ValueError(f"none of the {len(gts)} images has a valid ground-truth pixel under protocol {protocol}")
     out = {name: float(np.mean([r[name] for r in rows])) for name in METRICS}
     ratios_arr = np.asarray(ratios)
     med = float(np.median(ratios_arr))
     out["median_ratio"] = med
     out["ratio_std"] = float(np.std(ratios_arr / med))
     out["num_images"] = len(rows)
+    out["num_without_gt"] = without_gt  # images skipped: no valid ground-truth pixel under the protocol
+    if without_gt:
+        log.warning("%d of %d images have no valid ground-truth pixel under protocol %s: skipped, "
+                    "metrics average the other %d", without_gt, len(gts), protocol, len(rows))
     return out
 
 

@@ -3,18 +3,21 @@
 For every input frame ``<name>`` the predictor writes ``<name>_disp.png`` (disparity colorized with
 magma, clipped at the 95th percentile as monodepth2's test script does) and ``<name>_depth.npy``
 (float32 depth of eq. 12, D = 1/(10 disp + 0.01), at the input's own resolution: up to scale, since
-monocular self-supervision has no metric scale).  Video frames are named ``<stem>_<index:06d>``.
+monocular self-supervision has no metric scale).  Video frames are named ``<stem>_<index:06d>``.  Inputs
+whose stems collide (two KITTI drives' ``0000000001.png``; ``a.png`` beside ``a.jpg``) are named by enough of
+their path to keep every output file distinct.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fadepth.config import InputError
 from fadepth.models import disp_to_depth
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -41,32 +44,79 @@ def colorize(disp: np.ndarray, cmap: str = "magma", percentile: float = 95.0) ->
 def _read_image(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable image ({exc})") from None
 
 
-def iter_frames(inputs: Iterable[str | Path]) -> Iterator[Frame]:
-    """Frames of image files, folders of images (sorted) and video files, in the order given."""
+def list_sources(inputs: Iterable[str | Path]) -> list[Path]:
+    """The image and video files of `inputs` (folders expanded, sorted), each checked before anything runs."""
+    sources: list[Path] = []
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
             if not files:
                 raise FileNotFoundError(f"{path}: folder holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-            for f in files:
-                yield Frame(f.stem, _read_image(f))
+            sources += files
         elif not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
-        elif path.suffix.lower() in IMAGE_EXTS:
-            yield Frame(path.stem, _read_image(path))
-        elif path.suffix.lower() in VIDEO_EXTS:
-            import imageio.v3 as iio
-
-            for i, frame in enumerate(iio.imiter(path)):
-                yield Frame(f"{path.stem}_{i:06d}", np.asarray(frame)[..., :3])
+        elif path.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS:
+            sources.append(path)
         else:
             known = ", ".join(sorted(IMAGE_EXTS | VIDEO_EXTS))
             raise ValueError(f"{path}: unsupported input type {path.suffix!r}; expected one of {known}")
+    for path in sources:
+        _check_source(path)
+    return sources
+
+
+def _check_source(path: Path) -> None:
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    if path.suffix.lower() in IMAGE_EXTS:
+        from fadepth.preflight import image_problem
+
+        problem = image_problem(path)
+        if problem:
+            raise InputError(f"{path}: {problem}")
+
+
+def output_names(paths: Sequence[Path]) -> dict[Path, str]:
+    """One output name per input file: its stem, or -- where stems collide (two drives' 0000000001.png,
+    a.png beside a.jpg) -- enough of its path to tell it apart (``drive1_image_02_data_0000000001_png``)."""
+    names = {p: p.stem for p in paths}
+    for depth in range(1, 64):
+        counts: dict[str, int] = {}
+        for name in names.values():
+            counts[name] = counts.get(name, 0) + 1
+        clashing = [p for p, n in names.items() if counts[n] > 1]
+        if not clashing:
+            return names
+        for p in clashing:
+            parts = p.absolute().parts[1:]
+            names[p] = "_".join(parts[-depth:]).replace(".", "_")
+    raise InputError("cannot give the inputs unique output names")  # identical absolute paths are deduplicated
+
+
+def iter_frames(inputs: Iterable[str | Path]) -> Iterator[Frame]:
+    """Frames of image files, folders of images (sorted) and video files, in the order given; names unique."""
+    sources = list(dict.fromkeys(list_sources(inputs)))
+    names = output_names(sources)
+    for path in sources:
+        if path.suffix.lower() in IMAGE_EXTS:
+            yield Frame(names[path], _read_image(path))
+            continue
+        import imageio.v3 as iio
+
+        try:
+            for i, frame in enumerate(iio.imiter(path)):
+                yield Frame(f"{names[path]}_{i:06d}", np.asarray(frame)[..., :3])
+        except (OSError, ValueError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"{path}: not a readable video ({reason})") from None
 
 
 @torch.no_grad()
@@ -89,6 +139,11 @@ def predict(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir: str |
     from fadepth.models import deploy
     from fadepth.utils import resolve_device
 
+    from fadepth.preflight import check_device, check_output_folder
+
+    check_device(device)
+    check_output_folder(out_dir, "--out")
+    list_sources(inputs)  # every input exists and decodes before a model is loaded or a file written
     dev = resolve_device(device)
     depth_net, cfg = load_model(checkpoint, dev)
     depth_net = deploy(depth_net).to(dev).eval()

@@ -24,7 +24,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from fadepth.checkpoint import load_checkpoint, save_checkpoint
+from fadepth.checkpoint import (
+    STATE_NAME,
+    CheckpointError,
+    WEIGHTS_NAME,
+    config_of,
+    load_checkpoint,
+    remove_stale_tmp,
+    save_checkpoint,
+    save_weights,
+)
 from fadepth.config import ExperimentConfig, dump_config
 from fadepth.models import build_pose_model, initial_depth_model
 from fadepth.schedules import apply_drop_rates
@@ -33,7 +42,7 @@ from fadepth.utils import resolve_device, seed_everything, to_channels_last
 log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = STATE_NAME  # the resumable training state; the deployable weights go to WEIGHTS_NAME
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -43,10 +52,11 @@ class NonFiniteLossError(FloatingPointError):
 @dataclass
 class TrainResult:
     metrics: dict[str, float]
-    checkpoint: Path
+    checkpoint: Path  # resumable training state
     history: list[dict[str, float]] = field(default_factory=list)
     iterations: int = 0
     seconds: float = 0.0
+    weights: Path | None = None  # deployable weights (what eval / predict / export and MLflow take)
 
 
 class EpochSampler(Sampler[int]):
@@ -149,6 +159,10 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out_dir / CHECKPOINT_NAME
 
+    @property
+    def weights_path(self) -> Path:
+        return self.out_dir / WEIGHTS_NAME
+
     def state(self) -> dict[str, Any]:
         return {
             "model": self.depth_net.state_dict(),
@@ -167,17 +181,22 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        return save_checkpoint(self.checkpoint_path, self.state())
+        """Weights first, then the training state (each atomic); returns the training state's path."""
+        state = self.state()
+        save_weights(self.weights_path, state)
+        return save_checkpoint(self.checkpoint_path, state)
 
     def try_resume(self) -> bool:
         if not self.checkpoint_path.is_file():
             return False
         state = load_checkpoint(self.checkpoint_path)
         if state["config"] != self.cfg.model_dump(mode="json"):
-            raise RuntimeError(
-                f"{self.checkpoint_path}: checkpoint was written by a different configuration; "
-                "use another train.out_dir or pass resume=False to start over"
-            )
+            stored = config_of(state, self.checkpoint_path).to_flat_dict()
+            changed = sorted(k for k, v in self.cfg.to_flat_dict().items() if stored.get(k) != v)
+            raise CheckpointError(
+                f"train.out_dir: {self.checkpoint_path} was written by a different configuration "
+                f"(differs in {', '.join(changed[:5]) or 'its config'}); use another train.out_dir or "
+                "--no-resume to start over")
         self.depth_net.load_state_dict(state["model"])
         self.pose_net.load_state_dict(state["pose"])
         self.objective.load_state_dict(state.get("objective", {}))
@@ -222,9 +241,10 @@ class Trainer:
     def fit(self, resume: bool = True) -> TrainResult:
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, self.out_dir / "config.yaml")
+        remove_stale_tmp(self.out_dir)
         if resume:
             self.try_resume()
+        dump_config(cfg, self.out_dir / "config.yaml")  # after the resume check: it must describe the checkpoint
         from fadepth.data import build_dataset
 
         t0 = time.perf_counter()
@@ -250,7 +270,8 @@ class Trainer:
         checkpoint = self.save()
         metrics = self.evaluate("test")
         _call(self.callbacks, "on_eval", self.iteration, metrics)
-        result = TrainResult(metrics, checkpoint, self.history, self.iteration, time.perf_counter() - t0)
+        result = TrainResult(metrics, checkpoint, self.history, self.iteration, time.perf_counter() - t0,
+                             weights=self.weights_path)
         _call(self.callbacks, "on_end", result)
         return result
 
@@ -272,4 +293,7 @@ def _progress(total: int, start: int, enabled: bool):
 
 def train(cfg: ExperimentConfig, callbacks: Iterable[Any] = (), resume: bool = True) -> TrainResult:
     """Train (or resume) one run described by `cfg`; returns final test metrics and the checkpoint."""
+    from fadepth.preflight import check_config
+
+    check_config(cfg)  # registry, model options, device: before any model is built
     return Trainer(cfg, callbacks).fit(resume=resume)

@@ -10,7 +10,9 @@ import sys
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+from fadepth.cli.boundary import guarded, pop_debug  # noqa: E402
 from fadepth.report import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    argv, debug = pop_debug(sys.argv[1:])  # --debug: show the traceback of an error
+    sys.exit(guarded("reports/build.py", lambda: main(argv), debug=debug))

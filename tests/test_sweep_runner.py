@@ -92,8 +92,8 @@ def test_sweep_two_workers_resume_and_failures(tmp_path):
         - name: b*
           overrides: {model.pb_dsr: 0.5}
         - name: broken
-          overrides: {model.name: no_such_model}
-        """)
+          overrides: {model.init_checkpoint: %s}
+        """ % SMOKE_BASE)  # exists (passes the pre-flight) but is not a checkpoint: fails at run time
     # 1. 2 schemes x 2 seeds, two workers on one store: exactly 4 FINISHED child runs, no duplicate.
     run(tmp_path, spec, "--only", "a,b*", "--workers", "2")
     runs = child_runs(tmp_path)
@@ -119,9 +119,9 @@ def test_sweep_two_workers_resume_and_failures(tmp_path):
     runs = child_runs(tmp_path)
     assert len(runs) == 6 and len(finished_cells(runs)) == 4 and max(finished_cells(runs).values()) == 1
     failed = [r for r in runs if r.info.status == "FAILED"]
-    assert len(failed) == 2 and all("no_such_model" in r.data.tags["fadepth.error"] for r in failed)
+    assert len(failed) == 2 and all("not a readable checkpoint" in r.data.tags["fadepth.error"] for r in failed)
     fail_trials = [t for t in trials(tmp_path) if t.state.name == "FAIL"]
-    assert len(fail_trials) == 2 and all("no_such_model" in t.user_attrs["fadepth.error"] for t in fail_trials)
+    assert len(fail_trials) == 2 and all("not a readable checkpoint" in t.user_attrs["fadepth.error"] for t in fail_trials)
 
     # 3. Without --retry-failed nothing runs; with it the failed cells are queued again (and fail again).
     proc = run(tmp_path, spec, check_rc=1)

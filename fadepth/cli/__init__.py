@@ -1,13 +1,16 @@
 """The ``fadepth`` command: one sub-command module per user action.
 
 Each module in ``SUBCOMMANDS`` defines ``add_parser(subparsers)`` (cheap: no torch import) and
-``run(args) -> int``.
+``run(args) -> int``.  Every sub-command runs inside one error boundary (:mod:`fadepth.cli.boundary`): a
+user error is one line and exit status 2, anything else one line plus a ``--debug`` hint.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from fadepth.cli.boundary import add_debug_flag, guarded
 
 SUBCOMMANDS = {
     "train": ("fadepth.cli.train", "train a depth network (self-supervised) from a YAML config"),
@@ -35,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(module)
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_parser(p)
+        add_debug_flag(p)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    return int(args._run(args) or 0)
+    return guarded(f"fadepth {args.command}", lambda: args._run(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,14 @@ def run(args: argparse.Namespace) -> int:
               f"known models: {', '.join(known)}", file=sys.stderr)
         return 2
 
+    from fadepth.preflight import check_device, check_output_file
+
+    if min(args.height, args.width, args.reps) < 1 or args.warmup < 0:
+        print("fadepth complexity: error: --height, --width and --reps must be >= 1, --warmup >= 0", file=sys.stderr)
+        return 2
+    check_device(args.device)
+    if args.json:
+        check_output_file(args.json, "--json")
     from fadepth.complexity import complexity_rows, format_table
 
     rows = complexity_rows(names, args.height, args.width, device=args.device, fps=args.fps,
@@ -71,9 +79,13 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m fadepth.cli.complexity``), same as ``fadepth complexity``."""
+    from fadepth.cli.boundary import add_debug_flag, guarded
+
     p = argparse.ArgumentParser(prog="fadepth complexity", description=__doc__)
     add_parser(p)
-    return run(p.parse_args(argv))
+    add_debug_flag(p)
+    args = p.parse_args(argv)
+    return guarded("fadepth complexity", lambda: run(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fadepth.checkpoint import CheckpointError
     from fadepth.predict import predict
 
-    try:
-        written = predict(args.checkpoint, args.inputs, args.out, device=args.device)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
-        print(f"fadepth predict: {exc}")
-        return 2
+    written = predict(args.checkpoint, args.inputs, args.out, device=args.device)  # errors: fadepth.cli.boundary
     print(f"wrote {len(written) // 2} depth maps to {args.out}")
     return 0

@@ -19,18 +19,26 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. model.pb_dsr=0.5")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if a checkpoint exists")
     p.add_argument("--json", metavar="FILE", help="also write the final metrics as JSON")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate the config and every data file the run would read, print the config, train nothing")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from fadepth.config import ConfigError, load_config
+    from fadepth.config import load_config
+    from fadepth.preflight import check_output_file, check_run
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as exc:
-        print(f"fadepth train: {exc}")
-        return 2
+    cfg = load_config(args.config, args.overrides)
+    if args.json:
+        check_output_file(args.json, "--json")
+    check_run(cfg)  # models, device, data paths and files: before any model is built or file written
+    if args.dry_run:
+        import yaml
+
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+        print("fadepth train: configuration and data files OK (dry run: nothing trained or written)")
+        return 0
     from fadepth.evaluation import format_row
     from fadepth.train import train
 

@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from fadepth.geometry import scale_intrinsics
+from fadepth.config import InputError
 
 from .transforms import generator_from_global
 
@@ -152,9 +153,12 @@ def load_sample_gt(sample: dict) -> np.ndarray:
 def _load_image(path: Path, height: int, width: int) -> tuple[torch.Tensor, tuple[int, int]]:
     if not path.is_file():
         raise FileNotFoundError(f"DDAD image not found: {path}")
-    with Image.open(path) as img:
-        native = (img.height, img.width)
-        img = img.convert("RGB").resize((width, height), Image.LANCZOS)
+    try:
+        with Image.open(path) as img:
+            native = (img.height, img.width)
+            img = img.convert("RGB").resize((width, height), Image.LANCZOS)
+    except OSError as exc:  # PIL's "image file is truncated" names no file
+        raise InputError(f"{path}: cannot decode image ({exc})") from None
     return torch.from_numpy(np.asarray(img, np.float32) / 255.0).permute(2, 0, 1).contiguous(), native
 
 

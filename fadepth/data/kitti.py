@@ -32,6 +32,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from fadepth.geometry import pixel_intrinsics
+from fadepth.config import InputError
 
 from .transforms import generator_from_global
 
@@ -67,8 +68,10 @@ def load_velodyne_points(path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"velodyne scan not found: {path} (expected <drive>/velodyne_points/data/%010d.bin)")
     size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: velodyne scan of 0 bytes (expected N x 4 float32 points)")
     if size % 16:
-        raise ValueError(f"{path}: truncated velodyne scan ({size} bytes is not a multiple of 16 = 4 float32 per point)")
+        raise InputError(f"{path}: truncated velodyne scan ({size} bytes is not a multiple of 16 = 4 float32 per point)")
     points = np.fromfile(path, dtype=np.float32).reshape(-1, 4).astype(np.float64)
     points[:, 3] = 1.0
     return points
@@ -212,8 +215,11 @@ def load_image(path, height: int, width: int) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"KITTI image not found: {path}")
-    with Image.open(path) as img:
-        img = img.convert("RGB").resize((width, height), Image.LANCZOS)
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB").resize((width, height), Image.LANCZOS)
+    except OSError as exc:  # PIL's "image file is truncated" names no file
+        raise InputError(f"{path}: cannot decode image ({exc})") from None
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 

@@ -52,7 +52,7 @@ def initial_depth_model(model_cfg) -> nn.Module:
 
     init = load_checkpoint(model_cfg.init_checkpoint)
     options = etm_options(model_cfg.etm)
-    if options is not None and not config_of(init).model.etm.enabled:
+    if options is not None and not config_of(init, model_cfg.init_checkpoint).model.etm.enabled:
         plain = create(model_cfg.name, **architecture_options(model_cfg))
         plain.load_state_dict(init["model"])
         return convert_to_etm(plain, options)

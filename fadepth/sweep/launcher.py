@@ -1,15 +1,20 @@
 """``sweeps/run.py SPEC``: validate a spec, prepare the stores, start the workers, show progress.
 
-Order matters: (1) load and validate the spec and every scheme x seed config -- an error here leaves no
-trace on disk; (2) create the Optuna study, the MLflow store, experiment and parent run in this process,
-before any worker exists (concurrent first-time SQLite init crashes, runner.md section 2.10); (3) repair
-cells whose worker died and queue every cell not done; (4) start workers (one per GPU, or N on CPU) in
-their own sessions, so a Ctrl-C reaches them once, through this process; (5) poll the study for the
-progress bar; (6) on exit repair again so both stores are consistent.
+Order matters: (1) load and validate the spec, every scheme x seed config and the pre-flight of every data
+file the runs will read (:mod:`fadepth.preflight`) -- an error here leaves no trace on disk; (2) under a file
+lock next to each local store (:func:`fadepth.sweep.stores.store_lock`), create the Optuna study, the MLflow
+store, experiment and parent run in this process, before any worker exists (concurrent first-time SQLite init
+crashes, runner.md section 2.10), and -- still under the lock, so two launchers started together create
+nothing twice -- (3) repair cells whose worker died and queue every cell not done; (4) start workers (one per
+GPU, or N on CPU) in their own sessions, so a Ctrl-C reaches them once, through this process; (5) poll the
+study for the progress bar (and, once this launcher's workers are gone, for cells another launcher's workers
+still run); (6) on exit repair again so both stores are consistent.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import signal
@@ -20,8 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fadepth.cli.boundary import add_debug_flag, guarded
 from fadepth.config import ConfigError, check_key, parse_override
 from fadepth.sweep.spec import SweepSpec, dry_run_values, load_spec
+from fadepth.sweep.stores import check_stores, store_lock
 
 log = logging.getLogger("fadepth.sweep")
 INTERRUPT_GRACE_S = 60.0
@@ -51,8 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-only", action="store_true",
                    help="attach workers to a sweep started elsewhere: never create or enqueue")
     p.add_argument("--retry-failed", action="store_true", help="re-enqueue cells whose run raised or hit NaN")
-    p.add_argument("--dry-run", action="store_true", help="print the scheme x seed table; run and write nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate every run (configs, models, devices, every data file) and print the scheme x seed "
+                        "table; run and write nothing")
+    p.add_argument("--no-data-check", dest="data_check", action="store_false",
+                   help="skip the pre-flight of data and checkpoint files (e.g. a --dry-run of the paper profile "
+                        "on a machine without the dataset); configs, models and devices are still checked")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_debug_flag(p)
     return p
 
 
@@ -65,18 +78,42 @@ class Plan:
         self.profile = args.profile
         self.spec.profile(self.profile)
         self.extra = parse_sets(args.sets)
-        self.seeds = parse_ints(args.seeds, "--seeds") if args.seeds else self.spec.seeds_for(self.profile)
+        self.seeds = parse_ints(args.seeds, "--seeds") if args.seeds is not None else self.spec.seeds_for(self.profile)
         self.schemes = self.spec.scheme_names
-        if args.only:
+        if args.only is not None:
             wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+            if not wanted:
+                raise ConfigError(f"--only {args.only!r}: expected comma-separated scheme names; "
+                                  f"schemes: {', '.join(self.schemes)}")
             unknown = [s for s in wanted if s not in self.schemes]
             if unknown:
                 raise ConfigError(f"{self.spec.path}: --only: unknown scheme(s) {', '.join(unknown)}; "
                                   f"schemes: {', '.join(self.schemes)}")
             self.schemes = [s for s in self.schemes if s in wanted]
-        for scheme in self.schemes:  # every config must validate before anything is written
+        self.data_check = getattr(args, "data_check", True)
+        checked: set[str] = set()
+        for scheme in self.schemes:  # every config and data file must validate before anything is written
             for seed in self.seeds:
-                self.spec.resolve(scheme, seed, self.profile, self.extra)
+                self.preflight(self.spec.resolve(scheme, seed, self.profile, self.extra), scheme, checked)
+
+    def preflight(self, cfg, scheme: str, checked: set[str]) -> None:
+        """Models, device and (for training sweeps) every data file, once per distinct data setup."""
+        from fadepth.preflight import PreflightError, check_config, check_run
+
+        keys = ("data", "eval", "train.batch_size", "train.val_every", "train.iterations")
+        flat = cfg.to_flat_dict()
+        key = json.dumps({k: v for k, v in flat.items() if k.split(".")[0] in keys or k in keys}, sort_keys=True,
+                         default=str)
+        try:
+            if not self.data_check:
+                check_config(cfg, files=False)
+            elif self.spec.kind != "train" or key in checked:
+                check_config(cfg)
+            else:
+                check_run(cfg.model_copy(update={"train": cfg.train.model_copy(update={"out_dir": "."})}))
+        except PreflightError as exc:
+            raise ConfigError(f"{self.spec.path}: scheme {scheme!r}, profile {self.profile!r}: {exc}") from None
+        checked.add(key)
 
     @property
     def cells(self):
@@ -86,10 +123,17 @@ class Plan:
 
 
 def parse_ints(text: str, flag: str) -> list[int]:
+    """Distinct comma-separated integers, at least one (each seed is one run folder: a repeat would share it)."""
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"{flag} {text!r}: expected comma-separated integers") from None
+    if not values:
+        raise ConfigError(f"{flag} {text!r}: expected at least one integer, e.g. {flag} 0,1,2")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"{flag} {text!r}: repeats {', '.join(map(str, repeated))}; expected distinct integers")
+    return values
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -139,13 +183,29 @@ class Sweep:
 
         self.plan, self.args = plan, args
         self.runs_dir = Path(args.runs_dir).resolve()
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.storage_url = args.storage or st.default_storage_url(self.runs_dir)
         self.tracking_uri = args.tracking_uri or tr.default_tracking_uri(self.runs_dir)
+        check_stores(self.storage_url, self.tracking_uri, self.runs_dir)
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.study_name = st.study_name(plan.spec, plan.profile, plan.extra)
+        self.git_commit = tr.git_commit(Path(__file__).resolve().parent)
+
+    def prepare(self) -> dict[str, int] | None:
+        """Under the store lock: open / create the stores, study and parent run, repair, enqueue."""
+        with store_lock(self.storage_url, self.tracking_uri, self.runs_dir):
+            self._open()
+            self.repair()
+            if not self.args.worker_only and self.plan.cells:
+                return self.enqueue()
+        return None
+
+    def _open(self) -> None:
+        from fadepth.sweep import study as st
+        from fadepth.sweep import tracking as tr
+
+        plan, args = self.plan, self.args
         self.client = tr.configure(self.tracking_uri)
         storage = st.open_storage(self.storage_url)
-        self.git_commit = tr.git_commit(Path(__file__).resolve().parent)
         spec = plan.spec
         if args.worker_only:
             try:
@@ -239,7 +299,8 @@ def start_workers(sweep: Sweep, args: argparse.Namespace) -> list[subprocess.Pop
 
 
 def wait_for_workers(sweep: Sweep, procs: list[subprocess.Popen], show_progress: bool) -> bool:
-    """Poll until every worker exits; returns False when interrupted (Ctrl-C)."""
+    """Poll until every worker exits and no cell is still running (in another launcher's worker);
+    returns False when interrupted (Ctrl-C)."""
     from tqdm import tqdm
 
     cells = sweep.plan.cells
@@ -251,7 +312,7 @@ def wait_for_workers(sweep: Sweep, procs: list[subprocess.Popen], show_progress:
             try:
                 alive = [p for p in procs if p.poll() is None]
                 _update_bar(sweep, bar)
-                if not alive:
+                if not alive and (interrupted_at is not None or not others_running(sweep)):
                     return interrupted_at is None
                 if interrupted_at is not None and time.monotonic() - interrupted_at > INTERRUPT_GRACE_S:
                     for p in alive:
@@ -267,6 +328,14 @@ def wait_for_workers(sweep: Sweep, procs: list[subprocess.Popen], show_progress:
                         p.send_signal(signal.SIGINT)
     finally:
         bar.close()
+
+
+def others_running(sweep: Sweep) -> bool:
+    """Cells still RUNNING once this launcher's workers are gone: another launcher's (dead ones are repaired)."""
+    if not sweep.plan.cells:
+        return False
+    sweep.repair()
+    return sweep.progress()["running"] > 0
 
 
 def _update_bar(sweep: Sweep, bar) -> None:
@@ -300,37 +369,41 @@ def summarise(sweep: Sweep) -> dict[str, int]:
 
 # ------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
+    """``sweeps/run.py``: every error ends as one line (:mod:`fadepth.cli.boundary`)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # Ctrl-C must reach the wait loop even when started from a background shell job (which inherits
     # SIGINT as ignored, so Python would never raise KeyboardInterrupt).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    try:
-        plan = Plan(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return guarded("sweeps/run.py", lambda: run(args), debug=args.debug)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = Plan(args)
     if args.dry_run:
         print_dry_run(plan)
         return 0
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sweep = Sweep(plan, args)
     try:
-        sweep = Sweep(plan, args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    sweep.repair()
-    if not args.worker_only and plan.cells:
-        queued = sweep.enqueue()
+        return launch(sweep, plan, args, sweep.prepare())
+    except BaseException as exc:  # never leave the sweep run RUNNING behind an error of this process
+        with contextlib.suppress(Exception):  # (nothing to end if the parent run was never created)
+            sweep.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str, int] | None) -> int:
+    if queued is not None:
         print(f"{sweep.study_name}: {queued['done']} done, {queued['enqueued']} queued now, "
               f"{queued['queued'] + queued['running']} already queued/running, "
               f"{queued['failed']} failed (skipped; --retry-failed re-runs them)")
     from fadepth.sweep import study as st
 
-    if plan.cells and not st.has_waiting(sweep.study):
+    if plan.cells and not st.has_waiting(sweep.study) and not others_running(sweep):
         counts = summarise(sweep)
         sweep.finish("FINISHED" if counts["done"] == len(plan.cells) else "FAILED")
         return 0 if counts["done"] == len(plan.cells) else 1

@@ -87,6 +87,10 @@ class Scheme(_Strict):
     def _printable_name(cls, v: str) -> str:
         if v != v.strip() or any(c in v for c in "\n\t,"):
             raise ValueError("a scheme name must not contain commas, tabs, newlines or surrounding spaces")
+        # It names a run folder (runs/train/<study>/<scheme>/seed<k>): '.' and '..' would leave the study's.
+        # Slashes stay allowed (the paper's rows say 'w/o ...'): the worker's run_dir_name replaces them.
+        if v in (".", "..") or not v.isprintable():
+            raise ValueError("a scheme name must be usable as a folder name: not '.' or '..', no control character")
         return v
 
 
@@ -310,6 +314,10 @@ def _check_semantics(spec: SweepSpec) -> None:
         raise SpecError(f"{where}: profiles must include 'smoke' and 'paper'; missing: {', '.join(missing)}")
     if len(set(spec.seeds)) != len(spec.seeds):
         raise SpecError(f"{where}: field 'seeds' repeats a seed: {spec.seeds}")
+    for name, prof in spec.profiles.items():
+        if prof.seeds is not None and (not prof.seeds or len(set(prof.seeds)) != len(prof.seeds)):
+            raise SpecError(f"{where}: profile {name!r}: field 'seeds' {prof.seeds}: expected distinct seeds, "
+                            "at least one (each seed is one run folder)")
     valid_metrics = METRIC_NAMES + COMPLEXITY_METRICS
     for m in [spec.metrics.primary, *spec.metrics.columns]:
         if m not in valid_metrics:

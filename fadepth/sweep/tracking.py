@@ -151,7 +151,10 @@ def fail_run(client: MlflowClient, run_id: str, exc: BaseException, status: str 
     message = f"{type(exc).__name__}: {exc}"
     try:
         client.set_tag(run_id, ERROR, message[:7900])
-        client.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
+        try:  # the artifact store may be the very thing that failed (read-only folder): keep the tag
+            client.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
+        except Exception as art_exc:  # noqa: BLE001
+            client.set_tag(run_id, "fadepth.error_artifact", f"{type(art_exc).__name__}: {art_exc}"[:7900])
     finally:
         client.set_terminated(run_id, status=status)
 

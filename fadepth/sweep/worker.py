@@ -110,8 +110,8 @@ class Objective:
             self.client, self.ctx.experiment_id, self.ctx.parent_run_id, run_name=f"{scheme}/seed{seed}",
             tags=self.tags(trial, cell, scheme, seed, cfg), params=cfg.to_flat_dict())
         trial.set_user_attr("mlflow_run_id", run_id)
-        self.client.log_text(run_id, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml")
-        try:
+        try:  # from here on any error is recorded on both the trial and the run (e.g. a read-only artifact store)
+            self.client.log_text(run_id, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml")
             metrics = self.run_cell(trial, cfg, run_id)
             value = self.primary_value(metrics)
         except optuna.TrialPruned as exc:
@@ -164,7 +164,7 @@ class Objective:
         metrics = {k: float(v) for k, v in result.metrics.items()}
         metrics.update(complexity_metrics(cfg, required=False))
         tr.log_final_metrics(self.client, run_id, metrics, step=int(getattr(result, "iterations", 0) or 0))
-        self.log_artifacts(run_id, cfg, Path(result.checkpoint))
+        self.log_artifacts(run_id, cfg, Path(getattr(result, "weights", None) or result.checkpoint))  # weights only
         return metrics
 
     def report(self, trial: optuna.Trial, iteration: int, metrics: dict[str, float]) -> None:

@@ -1,0 +1,64 @@
+"""The local side of a sweep's stores: which files they are, whether they can be written, and one lock.
+
+Two launchers started together on the same stores must create nothing twice (one MLflow schema, one study,
+one sweep run, one trial per cell): :func:`store_lock` makes them initialise, create and enqueue one after
+the other, with an exclusive ``fcntl`` lock on a file next to each local store.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+from fadepth.config import ConfigError
+
+
+def local_store_files(storage_url: str, tracking_uri: str) -> list[Path]:
+    """The on-disk files of the Optuna storage and MLflow store (journal file, SQLite databases)."""
+    files = []
+    for url in (storage_url, tracking_uri):
+        if url.startswith("sqlite:///"):
+            files.append(Path(url[len("sqlite:///"):]))
+        elif "://" not in url:
+            files.append(Path(url))
+    return [f.expanduser().absolute() for f in files]
+
+
+def check_stores(storage_url: str, tracking_uri: str, runs_dir: Path) -> None:
+    """Known store kinds and writable folders, before anything is opened (SQLite would retry for minutes)."""
+    from fadepth.preflight import PreflightError, check_output_folder
+    from fadepth.sweep.study import is_rdb
+
+    if "://" in storage_url and not is_rdb(storage_url):
+        raise ConfigError(f"--storage {storage_url!r}: expected a journal file path or an sqlite:///, "
+                          "postgresql+psycopg2:// or mysql+pymysql:// URL")
+    scheme = tracking_uri.split("://", 1)[0] if "://" in tracking_uri else "file"
+    if scheme.split("+")[0] not in ("sqlite", "http", "https", "postgresql", "mysql", "databricks", "file"):
+        raise ConfigError(f"--tracking-uri {tracking_uri!r}: expected sqlite:///FILE, http(s)://HOST or an "
+                          "RDB URL")
+    try:
+        check_output_folder(runs_dir, "--runs-dir")
+        for file in local_store_files(storage_url, tracking_uri):
+            if file.is_dir():
+                raise PreflightError(f"store {str(file)!r} is a folder; expected a file")
+            check_output_folder(file.parent, f"store {str(file)!r}")
+            if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+                raise PreflightError(f"store {str(file)!r}: file is not writable")
+    except PreflightError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def store_lock(storage_url: str, tracking_uri: str, runs_dir: Path):
+    """Exclusive lock files next to the local stores (or in --runs-dir for remote ones): launchers started
+    together initialise the stores, create the study / parent run and enqueue cells one after the other."""
+    files = local_store_files(storage_url, tracking_uri) or [runs_dir / "sweep"]
+    locks = sorted({f.with_name(f.name + ".fadepth-init.lock") for f in files})
+    with contextlib.ExitStack() as stack:
+        for lock in locks:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fh = stack.enter_context(open(lock, "a"))  # noqa: SIM115
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            stack.callback(fcntl.flock, fh.fileno(), fcntl.LOCK_UN)
+        yield

@@ -1,0 +1,154 @@
+"""Two launchers started together on one store create nothing twice (issue 13), and a trial whose artifact
+store fails records the real error.
+
+The trainer is a stub (``FADEPTH_SWEEP_TRAIN_FN``): the race is in the stores, not in training.
+``benchmarks/race_launchers.py`` repeats :func:`race_once` ten times on fresh and existing stores.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = [sys.executable, str(REPO / "sweeps" / "run.py")]
+SMOKE_BASE = REPO / "ablations" / "base" / "smoke.yaml"
+STUB = "tests.test_bad_inputs_race:stub_train"
+
+
+def stub_train(cfg, callbacks=(), resume=True):  # noqa: ARG001 - the trainer's contract
+    """Stands in for fadepth.train.train: a short sleep (so workers overlap), one step, fixed metrics."""
+    time.sleep(0.3)
+    for cb in callbacks:
+        getattr(cb, "on_step", lambda *a: None)(1, {"loss": 1.0})
+    metrics = {"abs_rel": 0.1 + 0.01 * cfg.train.seed, "rmse": 1.0, "a1": 0.9}
+    weights = Path(cfg.train.out_dir) / "weights.pt"
+    if os.environ.get("FADEPTH_TEST_BREAK_ARTIFACTS"):  # the artifact folder turns read-only mid-sweep
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        weights.write_bytes(b"weights")
+        for folder in Path(os.environ["FADEPTH_TEST_BREAK_ARTIFACTS"]).glob("race_test"):
+            if os.geteuid() == 0:  # root ignores permissions: a file where the experiment's folder was
+                folder.rename(folder.with_name("race_test.moved"))
+                folder.write_text("not a folder")
+            else:
+                for sub in [folder, *folder.glob("*/artifacts")]:
+                    sub.chmod(0o555)
+    return SimpleNamespace(metrics=metrics, checkpoint=weights, iterations=1, weights=weights)
+
+
+def race_spec(folder: Path) -> Path:
+    path = folder / "race.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: race_test
+        base: {SMOKE_BASE}
+        seeds: [0, 1]
+        profiles:
+          smoke:
+            overrides: {{data.height: 32, data.width: 96, train.iterations: 1, train.batch_size: 2,
+                        eval.max_images: 2, data.synthetic.train_sequences: 1, data.synthetic.test_sequences: 1,
+                        data.synthetic.frames_per_sequence: 6}}
+          paper: {{}}
+        schemes:
+          - name: a
+          - name: b
+        """))
+    return path
+
+
+def launch(folder: Path, spec: Path, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MLFLOW_DISABLE_TELEMETRY="true", FADEPTH_SWEEP_TRAIN_FN=STUB,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    return subprocess.Popen([*RUN, str(spec), "--profile", "smoke", "--no-progress", "--workers", "1", *args],
+                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def store_counts(folder: Path, study_suffix: str = "") -> dict:
+    """Per study: COMPLETE trials per cell, child runs per cell, parent runs."""
+    import optuna
+    from mlflow import MlflowClient
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(folder / "runs" / "optuna.journal")))
+    client = MlflowClient(f"sqlite:///{folder / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("race_test")
+    out = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials(deepcopy=False)
+        runs = client.search_runs([exp.experiment_id], f"tags.`fadepth.study` = '{summary.study_name}'",
+                                  max_results=1000)
+        out[summary.study_name] = {
+            "complete": Counter(t.user_attrs.get("cell") for t in trials if t.state.name == "COMPLETE"),
+            "trials": Counter(t.user_attrs.get("cell") for t in trials),
+            "children": Counter(r.data.tags.get("fadepth.cell") for r in runs
+                                if r.data.tags.get("fadepth.role") == "run"),
+            "parents": sum(r.data.tags.get("fadepth.role") == "sweep" for r in runs),
+        }
+    return out
+
+
+def race_once(folder: Path, extra: tuple[str, ...] = ()) -> dict:
+    """Start two launchers at once; returns their exit codes, outputs and the duplicate / crash counts."""
+    spec = race_spec(folder)
+    procs = [launch(folder, spec, *extra) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    counts = store_counts(folder)
+    duplicates = 0
+    for study in counts.values():
+        duplicates += sum(n - 1 for n in study["complete"].values() if n > 1)
+        duplicates += sum(n - 1 for n in study["trials"].values() if n > 1)
+        duplicates += sum(n - 1 for n in study["children"].values() if n > 1)
+        duplicates += max(0, study["parents"] - 1)
+    missing = sum(4 - len(s["complete"]) for s in counts.values())
+    crashes = sum(p.returncode != 0 for p in procs) + sum("Traceback" in o for o in outs)
+    return {"rcs": [p.returncode for p in procs], "duplicates": duplicates, "missing": missing, "crashes": crashes,
+            "studies": len(counts), "outputs": outs}
+
+
+@pytest.mark.slow
+def test_two_launchers_on_fresh_then_existing_stores_create_nothing_twice(tmp_path):
+    fresh = race_once(tmp_path)  # fresh stores: no MLflow schema race, one study, one parent run
+    assert (fresh["duplicates"], fresh["missing"], fresh["crashes"], fresh["studies"]) == (0, 0, 0, 1), fresh
+    existing = race_once(tmp_path, ("--set", "train.log_every=7"))  # existing stores, a new study
+    assert (existing["duplicates"], existing["missing"], existing["crashes"], existing["studies"]) == (0, 0, 0, 2), \
+        existing
+
+
+@pytest.mark.slow
+def test_artifact_store_failure_is_the_trials_failure_reason(tmp_path, monkeypatch):
+    """The artifact folder breaks during the first of two trials: both trials and both MLflow runs carry the
+    OS error (the second fails logging its config.yaml), none says 'worker died'."""
+    spec = race_spec(tmp_path)
+    artifacts = tmp_path / "runs" / "mlartifacts"
+    monkeypatch.setenv("FADEPTH_TEST_BREAK_ARTIFACTS", str(artifacts))
+    proc = launch(tmp_path, spec, "--only", "a")
+    out = proc.communicate(timeout=600)[0]
+    for folder in [artifacts, *artifacts.rglob("*")]:
+        if folder.is_dir():
+            folder.chmod(0o755)
+    assert proc.returncode == 1, out
+    assert "worker" not in out and out.count("Error") >= 2, out
+    import optuna
+    from mlflow import MlflowClient
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "runs" / "optuna.journal")))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+    assert len(trials) == 2
+    for trial in trials:
+        assert trial.state.name == "FAIL" and trial.user_attrs["fadepth.failure"] == "error"
+        assert "Error" in trial.user_attrs["fadepth.error"] and "worker" not in trial.user_attrs["fadepth.error"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("race_test")
+    runs = client.search_runs([exp.experiment_id], "tags.`fadepth.role` = 'run'")
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED"]
+    assert sorted(r.data.tags["fadepth.error"] for r in runs) == sorted(t.user_attrs["fadepth.error"] for t in trials)
