@@ -8,7 +8,8 @@ random state is re-seeded from (seed, iteration) before each step, so a run resu
 continues exactly as the uninterrupted run would have.  Checkpoints are written atomically.
 
 The trainer knows nothing of MLflow: anything that wants numbers passes a callback implementing any of
-``on_step(iteration, scalars)``, ``on_eval(iteration, metrics)`` and ``on_end(result)``.
+``on_step(iteration, scalars)``, ``on_eval(iteration, metrics)`` and ``on_end(result)``.  A KeyboardInterrupt
+raised by ``on_step`` (a stop signal, see fadepth/sweep/worker.py) stops the run after checkpointing that step.
 """
 from __future__ import annotations
 
@@ -262,7 +263,11 @@ class Trainer:
                 if self.iteration % cfg.train.log_every == 0 or self.iteration == total:
                     self.history.append({"iteration": self.iteration, **scalars})
                     bar.set_postfix(loss=f"{scalars['loss']:.4f}")
-                _call(self.callbacks, "on_step", self.iteration, scalars)
+                try:
+                    _call(self.callbacks, "on_step", self.iteration, scalars)
+                except KeyboardInterrupt:  # a callback asked to stop (a signal): the step is complete, keep it
+                    self.save()
+                    raise
                 if cfg.train.val_every and self.iteration % cfg.train.val_every == 0 and self.iteration < total:
                     _call(self.callbacks, "on_eval", self.iteration, self.evaluate("val"))
                 if cfg.train.checkpoint_every and self.iteration % cfg.train.checkpoint_every == 0:

@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="re-enqueue cells whose run raised or hit NaN")
     p.add_argument("--dry-run", action="store_true", help="print the scheme x seed table; run and write nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: worker processes on this machine (default); slurm: submit --jobs worker jobs "
+                        "through submitit (needs a PostgreSQL/MySQL --storage; docs/scale-out.md)")
+    from fadepth.sweep import slurm
+
+    slurm.add_arguments(p)
     return p
 
 
@@ -320,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
+        if args.launcher == "slurm":  # before any store is written or job submitted
+            from fadepth.sweep import slurm
+
+            slurm.check(args)
         sweep = Sweep(plan, args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -336,6 +346,18 @@ def main(argv: list[str] | None = None) -> int:
         counts = summarise(sweep)
         sweep.finish("FINISHED" if counts["done"] == len(plan.cells) else "FAILED")
         return 0 if counts["done"] == len(plan.cells) else 1
+    if args.launcher == "slurm":
+        from fadepth.sweep import slurm
+
+        if not slurm.launch(sweep, args):
+            return 130
+        if not args.wait:
+            return 0
+        sweep.repair()
+        counts = summarise(sweep)
+        ok = counts["done"] == len(plan.cells) if plan.cells else True
+        sweep.finish("FINISHED" if ok else "FAILED")
+        return 0 if ok else 1
     procs = start_workers(sweep, args)
     try:
         completed = wait_for_workers(sweep, procs, show_progress=not args.no_progress)
