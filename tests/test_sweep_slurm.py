@@ -25,7 +25,6 @@ from test_sweep_postgres import postgres_url  # noqa: E402,F401 - the PostgreSQL
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "sweeps" / "run.py")]
-pytestmark = [pytest.mark.slurm, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +83,8 @@ def job_ids(stdout: str) -> list[str]:
     return m.group(1).split()
 
 
+@pytest.mark.slurm
+@pytest.mark.postgres
 def test_slurm_sweep_runs_every_cell_once(cluster, postgres_url, tmp_path):  # noqa: F811
     spec = write_spec(tmp_path / "tiny.yaml", "tiny_slurm", ["a", "b"], [0, 1], iterations=2)
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -110,6 +111,8 @@ def test_slurm_sweep_runs_every_cell_once(cluster, postgres_url, tmp_path):  # n
     assert "submitted" not in again.stdout
 
 
+@pytest.mark.slurm
+@pytest.mark.postgres
 def test_preempted_job_requeues_and_resumes_from_its_checkpoint(cluster, postgres_url, tmp_path):  # noqa: F811
     total = 24
     spec = write_spec(tmp_path / "one.yaml", "one_slurm", ["a"], [0], iterations=total,
@@ -150,6 +153,44 @@ def test_preempted_job_requeues_and_resumes_from_its_checkpoint(cluster, postgre
     assert checkpoint_iteration(checkpoint) == total
     log = "".join(Path(p).read_text() for p in glob.glob(str(tmp_path / "runs" / "slurm" / "*" / f"{job}_0_log.*")))
     assert f"at iteration {stopped}" in log and re.search(rf"resumed \S+checkpoint.pt at iteration {stopped}\b", log), log
+
+
+@pytest.mark.parametrize("storage, problem", [
+    (None, "the default Optuna storage (a journal file under --runs-dir) cannot be shared"),
+    ("sqlite:///optuna.db", "an SQLite file cannot be shared by jobs on several nodes"),
+    ("/shared/optuna.journal", "a journal file cannot be shared safely"),
+])
+def test_slurm_launcher_refuses_unshareable_storage_before_writing_anything(tmp_path, storage, problem):
+    spec = write_spec(tmp_path / "tiny.yaml", "tiny_refuse", ["a"], [0], iterations=2)
+    cmd = [*RUN, str(spec), "--profile", "smoke", "--launcher", "slurm", "--slurm-partition", "debug"]
+    out = subprocess.run(cmd + (["--storage", storage] if storage else []), cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    (line,) = out.stderr.strip().splitlines()  # one clear line, no traceback
+    assert problem in line and "--storage postgresql+psycopg2://USER:PASSWORD@DBHOST/optuna" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]  # no store, no runs dir
+
+
+def test_local_tracking_files_and_loopback_hosts_are_refused_unless_the_partition_is_this_machine():
+    from fadepth.config import ConfigError
+    from fadepth.sweep import slurm
+
+    nodes = ["gpu001", "gpu002"]
+    slurm.check_tracking("sqlite:////home/me/runs/mlflow.db", local=True, nodes=["localhost"])  # one node: shared
+    slurm.check_tracking("http://trackhost:5000", local=False, nodes=nodes)
+    slurm.check_storage("postgresql+psycopg2://u:p@dbhost/optuna", local=False)
+    for call, needle in [
+        (lambda: slurm.check_tracking(None, local=False, nodes=nodes), "start an MLflow server"),
+        (lambda: slurm.check_tracking("sqlite:////nfs/mlflow.db", local=False, nodes=nodes), "gpu001, gpu002"),
+        (lambda: slurm.check_tracking("http://127.0.0.1:5000", local=False, nodes=nodes), "cannot reach"),
+        (lambda: slurm.check_storage("postgresql+psycopg2://u@localhost/optuna", local=False), "cannot reach"),
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            call()
+    assert slurm.parse_time("1-02:03:04", "--time") == 24 * 60 + 2 * 60 + 4  # 3 min 4 s: rounded up
+    assert slurm.parse_extra(["account=proj", "--cpus-per-task=8"]) == {"account": "proj", "cpus_per_task": "8"}
+    with pytest.raises(ConfigError, match="set by fadepth"):
+        slurm.parse_extra(["signal=TERM@10"])
 
 
 def checkpoint_iteration(path: str) -> int:

@@ -68,22 +68,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------ checks
 def check(args: argparse.Namespace) -> None:
     """Refuse, before any store is written or any job submitted, what the nodes could not share."""
-    for tool in ("sbatch", "squeue", "sinfo", "scontrol"):
-        if shutil.which(tool) is None:
-            raise ConfigError(f"--launcher slurm: {tool!r} not found; run this on a SLURM login node "
-                              "(or use --launcher local)")
     if not args.slurm_partition:
         raise ConfigError("--launcher slurm needs --slurm-partition NAME (sinfo lists the partitions)")
     if args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: expected at least 1")
     if args.gpus_per_job < 0:
         raise ConfigError(f"--gpus-per-job {args.gpus_per_job}: expected 0 or more")
+    check_storage(args.storage, local=True)  # journal / SQLite: refused whatever the cluster
+    if args.time:
+        time_limit_minutes(args.time, args.slurm_partition)
+    parse_extra(args.slurm_extra)
+    for tool in ("sbatch", "squeue", "sinfo", "scontrol"):
+        if shutil.which(tool) is None:
+            raise ConfigError(f"--launcher slurm: {tool!r} not found; run this on a SLURM login node "
+                              "(or use --launcher local)")
     nodes = partition_nodes(args.slurm_partition)
     local = all(is_this_host(n) for n in nodes)
     check_storage(args.storage, local)
     check_tracking(args.tracking_uri, local, nodes)
     time_limit_minutes(args.time, args.slurm_partition)
-    parse_extra(args.slurm_extra)
 
 
 PG_FORM = "--storage postgresql+psycopg2://USER:PASSWORD@DBHOST/optuna"
