@@ -8,8 +8,9 @@ random state is re-seeded from (seed, iteration) before each step, so a run resu
 continues exactly as the uninterrupted run would have.  Checkpoints are written atomically.
 
 The trainer knows nothing of MLflow: anything that wants numbers passes a callback implementing any of
-``on_step(iteration, scalars)``, ``on_eval(iteration, metrics)`` and ``on_end(result)``.  A KeyboardInterrupt
-raised by ``on_step`` (a stop signal, see fadepth/sweep/worker.py) stops the run after checkpointing that step.
+``on_step(iteration, scalars)``, ``on_eval(iteration, metrics)`` and ``on_end(result)``.  A callback whose
+``on_step`` raises :class:`StopRequested` (a stop signal, see fadepth/sweep/worker.py) stops the run after
+checkpointing the step that just finished.
 """
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ CHECKPOINT_NAME = "checkpoint.pt"
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the run cannot continue."""
+
+
+class StopRequested(KeyboardInterrupt):
+    """Raised by a callback's ``on_step`` to stop: the trainer checkpoints the finished step, then re-raises."""
 
 
 @dataclass
@@ -265,7 +270,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{scalars['loss']:.4f}")
                 try:
                     _call(self.callbacks, "on_step", self.iteration, scalars)
-                except KeyboardInterrupt:  # a callback asked to stop (a signal): the step is complete, keep it
+                except StopRequested:  # the step is complete: keep it, so a resume starts right after it
                     self.save()
                     raise
                 if cfg.train.val_every and self.iteration % cfg.train.val_every == 0 and self.iteration < total:

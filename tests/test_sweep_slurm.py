@@ -193,6 +193,39 @@ def test_local_tracking_files_and_loopback_hosts_are_refused_unless_the_partitio
         slurm.parse_extra(["signal=TERM@10"])
 
 
+def test_a_stop_request_checkpoints_the_step_it_stops_at_and_resumes_exactly(tmp_path):
+    """The trainer side of pre-emption, without SLURM: StopRequested from on_step (what the worker's
+    StopCheck raises on USR2) leaves a checkpoint of that very step; resuming equals never stopping.
+
+    Stopped at iteration 2, an epoch boundary of this tiny training set: resuming in the middle of an
+    epoch reproduces the data order but not the first resumed batch's augmentation (creating a DataLoader
+    iterator draws from the global RNG; measured, reported with the SLURM issue), and so not the losses."""
+    from test_train import tiny_cfg
+
+    from fadepth.train import StopRequested, train
+
+    reference = train(tiny_cfg(tmp_path / "full", iterations=4), resume=False).history
+
+    class StopAt2:
+        def on_step(self, it, scalars):
+            if it == 2:
+                raise StopRequested
+
+    cfg = tiny_cfg(tmp_path / "part", iterations=4)  # no periodic checkpoints: only the stop writes one
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=[StopAt2()])
+    assert checkpoint_iteration(str(tmp_path / "part" / "checkpoint.pt")) == 2
+    seen = []
+
+    class Steps:
+        def on_step(self, it, scalars):
+            seen.append(it)
+
+    resumed = train(cfg, callbacks=[Steps()]).history
+    assert seen == [3, 4]  # only the steps that were left
+    assert [h["loss"] for h in resumed] == pytest.approx([h["loss"] for h in reference], rel=1e-5)
+
+
 def checkpoint_iteration(path: str) -> int:
     import torch
 

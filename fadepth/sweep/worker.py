@@ -329,8 +329,10 @@ class StopCheck:
 
     def on_step(self, iteration: int, scalars: dict) -> None:  # noqa: ARG002
         if StopCheck.requested:
+            from fadepth.train import StopRequested  # a KeyboardInterrupt the trainer checkpoints first
+
             StopCheck.stopped_at = iteration
-            raise KeyboardInterrupt
+            raise StopRequested
 
 
 def resume_preempted_run(client: tr.MlflowClient, ctx: WorkerContext, cell: str, tags: dict[str, Any]) -> str | None:
