@@ -132,7 +132,7 @@ def test_preempted_job_requeues_and_resumes_from_its_checkpoint(cluster, postgre
     # submitit requeues the job; SLURM holds a requeued job for ~2 min (BeginTime): release it now
     wait_for(lambda: job_state(job, env) == "PENDING", 120, "the job to be requeued")
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True)
-    wait_for(lambda: job_state(job, env) == "", 240, "the requeued job to finish")
+    wait_for(lambda: job_state(job, env) == "", 480, "the requeued job to finish")
 
     info = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
     assert "Restarts=1" in info, info

@@ -19,7 +19,7 @@ What must be shared, checked before anything is written or submitted (:func:`che
 
 Pre-emption and time limits: each job asks SLURM for ``--signal=USR2@<delay>`` (``--requeue`` too).  The
 worker takes USR2 (SLURM's warning before the time limit, ``scancel --signal=USR2``, or a pre-emption
-that signals) as "stop after this training step": the trainer writes its exact-resume checkpoint, the
+that signals) as "stop after this training step": the trainer writes its checkpoint there, the
 trial ends FAIL (interrupted) and its cell is queued again at once, the MLflow run is left KILLED and
 marked resumable.  Then :class:`SweepJob` hands the signal to submitit's own handler, which requeues the
 job (``scontrol requeue``) and exits.  Whoever takes the cell next -- another job or the requeued one --
