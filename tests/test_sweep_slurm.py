@@ -8,7 +8,6 @@ the daemons cannot start here.
 from __future__ import annotations
 
 import glob
-import os
 import re
 import subprocess
 import sys
@@ -96,7 +95,8 @@ def test_slurm_sweep_runs_every_cell_once(cluster, postgres_url, tmp_path):  # n
     assert len(ids) == 2 and "squeue -j" in out.stdout and "optuna-dashboard" in out.stdout, out.stdout
     assert "4/4 runs finished" in out.stdout, out.stdout
 
-    complete = sorted(t.user_attrs["cell"] for t in study_trials(postgres_url, "tiny_slurm") if t.state.name == "COMPLETE")
+    trials = study_trials(postgres_url, "tiny_slurm")
+    complete = sorted(t.user_attrs["cell"] for t in trials if t.state.name == "COMPLETE")
     assert complete == ["a|seed=0", "a|seed=1", "b|seed=0", "b|seed=1"]
     client, runs = child_runs(tracking, "tiny_slurm")
     assert Counter(r.info.status for r in runs) == Counter({"FINISHED": 4})
@@ -152,7 +152,7 @@ def test_preempted_job_requeues_and_resumes_from_its_checkpoint(cluster, postgre
     assert sorted(steps) == list(range(1, total + 1)), steps  # every step once: none lost, none twice
     assert checkpoint_iteration(checkpoint) == total
     log = "".join(Path(p).read_text() for p in glob.glob(str(tmp_path / "runs" / "slurm" / "*" / f"{job}_0_log.*")))
-    assert f"at iteration {stopped}" in log and re.search(rf"resumed \S+checkpoint.pt at iteration {stopped}\b", log), log
+    assert re.search(rf"resumed \S+checkpoint.pt at iteration {stopped}\b", log), log
 
 
 @pytest.mark.parametrize("storage, problem", [
