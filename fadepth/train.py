@@ -8,7 +8,9 @@ random state is re-seeded from (seed, iteration) before each step, so a run resu
 continues exactly as the uninterrupted run would have.  Checkpoints are written atomically.
 
 The trainer knows nothing of MLflow: anything that wants numbers passes a callback implementing any of
-``on_step(iteration, scalars)``, ``on_eval(iteration, metrics)`` and ``on_end(result)``.
+``on_step(iteration, scalars)``, ``on_eval(iteration, metrics)`` and ``on_end(result)``.  A callback whose
+``on_step`` raises :class:`StopRequested` (a stop signal, see fadepth/sweep/worker.py) stops the run after
+checkpointing the step that just finished.
 """
 from __future__ import annotations
 
@@ -47,6 +49,10 @@ CHECKPOINT_NAME = STATE_NAME  # the resumable training state; the deployable wei
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the run cannot continue."""
+
+
+class StopRequested(KeyboardInterrupt):
+    """Raised by a callback's ``on_step`` to stop: the trainer checkpoints the finished step, then re-raises."""
 
 
 @dataclass
@@ -261,7 +267,11 @@ class Trainer:
                 if self.iteration % cfg.train.log_every == 0 or self.iteration == total:
                     self.history.append({"iteration": self.iteration, **scalars})
                     bar.set_postfix(loss=f"{scalars['loss']:.4f}")
-                _call(self.callbacks, "on_step", self.iteration, scalars)
+                try:
+                    _call(self.callbacks, "on_step", self.iteration, scalars)
+                except StopRequested:  # the step is complete: keep it, so a resume starts right after it
+                    self.save()
+                    raise
                 if cfg.train.val_every and self.iteration % cfg.train.val_every == 0 and self.iteration < total:
                     _call(self.callbacks, "on_eval", self.iteration, self.evaluate("val"))
                 if cfg.train.checkpoint_every and self.iteration % cfg.train.checkpoint_every == 0:

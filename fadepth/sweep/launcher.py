@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "on a machine without the dataset); configs, models and devices are still checked")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug_flag(p)
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                   help="local: worker processes on this machine (default); slurm: submit --jobs worker jobs "
+                        "through submitit (needs a PostgreSQL/MySQL --storage; docs/scale-out.md)")
+    from fadepth.sweep import slurm
+
+    slurm.add_arguments(p)
     return p
 
 
@@ -387,6 +393,10 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.launcher == "slurm":  # before any store is written or job submitted
+        from fadepth.sweep import slurm
+
+        slurm.check(args)
     sweep = Sweep(plan, args)
     try:
         return launch(sweep, plan, args, sweep.prepare())
@@ -407,6 +417,18 @@ def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str,
         counts = summarise(sweep)
         sweep.finish("FINISHED" if counts["done"] == len(plan.cells) else "FAILED")
         return 0 if counts["done"] == len(plan.cells) else 1
+    if args.launcher == "slurm":
+        from fadepth.sweep import slurm
+
+        if not slurm.launch(sweep, args):
+            return 130
+        if not args.wait:
+            return 0
+        sweep.repair()
+        counts = summarise(sweep)
+        ok = counts["done"] == len(plan.cells) if plan.cells else True
+        sweep.finish("FINISHED" if ok else "FAILED")
+        return 0 if ok else 1
     procs = start_workers(sweep, args)
     try:
         completed = wait_for_workers(sweep, procs, show_progress=not args.no_progress)

@@ -7,6 +7,11 @@ A trial that raises (or hits a NaN loss) ends FAIL in Optuna and FAILED in MLflo
 and the worker goes on with the next one.  On SIGINT the current run ends KILLED / FAIL(interrupted) and
 the worker exits; the launcher re-queues interrupted cells on the next start.
 
+Pre-emption (SIGUSR2: SLURM's time-limit warning or a pre-emption signal; SIGTERM inside a SLURM job): the
+run stops after its current step, the trainer writes its checkpoint there, the trial ends FAIL(interrupted),
+its cell is queued again at once and its MLflow run is left KILLED with tag ``fadepth.resumable``; whichever
+worker takes the cell next continues that same run from the checkpoint (fadepth/sweep/slurm.py).
+
 The trainer is ``fadepth.train.train``; ``FADEPTH_SWEEP_TRAIN_FN=module:function`` substitutes another
 callable with the same contract (e.g. a stub, to profile the runner alone).
 """
@@ -83,6 +88,7 @@ class Objective:
 
     def __init__(self, ctx: WorkerContext, spec: SweepSpec, client: tr.MlflowClient):
         self.ctx, self.spec, self.client = ctx, spec, client
+        self.interrupted: st.Cell | None = None  # the cell of the trial a stop signal interrupted
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.train_fn = load_train_fn() if spec.kind == "train" else None
         self._device_tag: str | None = None
@@ -93,7 +99,7 @@ class Objective:
             return self.run_trial(trial)
         except KeyboardInterrupt:
             trial.set_user_attr(st.ATTR_FAILURE, "interrupted")
-            trial.set_user_attr(st.ATTR_ERROR, "interrupted (SIGINT)")
+            trial.set_user_attr(st.ATTR_ERROR, StopCheck.describe())
             raise
 
     def run_trial(self, trial: optuna.Trial) -> float:
@@ -106,12 +112,17 @@ class Objective:
             return self.primary_value(done.data.metrics)
         out_dir = Path(self.ctx.runs_dir) / "train" / self.ctx.study_name / run_dir_name(scheme) / f"seed{seed}"
         cfg = self.spec.resolve(scheme, seed, self.ctx.profile, {**extra, "train.out_dir": str(out_dir)})
-        run_id = tr.start_child_run(
-            self.client, self.ctx.experiment_id, self.ctx.parent_run_id, run_name=f"{scheme}/seed{seed}",
-            tags=self.tags(trial, cell, scheme, seed, cfg), params=cfg.to_flat_dict())
+        run_id = resume_preempted_run(self.client, self.ctx, cell, self.tags(trial, cell, scheme, seed, cfg))
+        new_run = run_id is None
+        if new_run:
+            run_id = tr.start_child_run(
+                self.client, self.ctx.experiment_id, self.ctx.parent_run_id, run_name=f"{scheme}/seed{seed}",
+                tags=self.tags(trial, cell, scheme, seed, cfg), params=cfg.to_flat_dict())
         trial.set_user_attr("mlflow_run_id", run_id)
         try:  # from here on any error is recorded on both the trial and the run (e.g. a read-only artifact store)
-            self.client.log_text(run_id, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml")
+            if new_run:
+                self.client.log_text(run_id, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+                                     "config.yaml")
             metrics = self.run_cell(trial, cfg, run_id)
             value = self.primary_value(metrics)
         except optuna.TrialPruned as exc:
@@ -119,7 +130,13 @@ class Objective:
             tr.fail_run(self.client, run_id, exc, status="KILLED")
             raise
         except KeyboardInterrupt as exc:
-            tr.fail_run(self.client, run_id, exc, status="KILLED")
+            if StopCheck.preempted() and self.spec.search is None:
+                self.interrupted = st.Cell(scheme, seed)
+                self.client.set_tag(run_id, RESUMABLE, "true")
+                self.client.set_tag(run_id, PREEMPTED_AT, str(StopCheck.stopped_at))
+                self.client.set_terminated(run_id, status="KILLED")
+            else:
+                tr.fail_run(self.client, run_id, exc, status="KILLED")
             raise
         except Exception as exc:
             trial.set_user_attr(st.ATTR_FAILURE, "error")
@@ -160,7 +177,11 @@ class Objective:
             return metrics
         reporter = (lambda it, m: self.report(trial, it, m)) if self.spec.search else None
         curves = tr.CurveLogger(self.client, run_id, on_eval_hook=reporter)
-        result = self.train_fn(cfg, callbacks=[StopCheck(), curves], resume=True)
+        try:  # StopCheck last: the step it stops at is logged, and the trainer checkpoints it
+            result = self.train_fn(cfg, callbacks=[curves, StopCheck()], resume=True)
+        except KeyboardInterrupt:
+            curves.flush()
+            raise
         metrics = {k: float(v) for k, v in result.metrics.items()}
         metrics.update(complexity_metrics(cfg, required=False))
         tr.log_final_metrics(self.client, run_id, metrics, step=int(getattr(result, "iterations", 0) or 0))
@@ -265,25 +286,81 @@ def depth_visualisations(cfg, checkpoint: Path, out_dir: Path, n: int = 2) -> li
 
 
 # ---------------------------------------------------------------------------------- stopping
+PREEMPT_SIGNUM = signal.SIGUSR2  # SLURM --signal=USR2@T (submitit's checkpoint signal); see sweep/slurm.py
+RESUMABLE, PREEMPTED_AT = "fadepth.resumable", "fadepth.preempted_at"
+
+
 class StopCheck:
-    """SIGINT / SIGTERM set a flag; the run stops at the next training step (a second signal: at once)."""
+    """SIGINT / SIGTERM / SIGUSR2 set a flag; the run stops at the next training step, where the trainer
+    writes its checkpoint (a second signal: at once)."""
 
     requested = False
+    signum: int | None = None  # the first stop signal
+    stopped_at: int | None = None  # the iteration the run stopped at
+    previous: dict[int, Any] = {}  # handlers install() replaced (submitit's, inside a SLURM job)
 
     @classmethod
     def install(cls) -> None:
         def handler(signum, frame):  # noqa: ARG001
             if cls.requested:
                 raise KeyboardInterrupt
-            cls.requested = True
-            log.warning("signal %d: stopping after the current step", signum)
+            cls.requested, cls.signum = True, signum
+            log.warning("signal %s: stopping after the current step", signal.Signals(signum).name)
 
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        for sig in (signal.SIGINT, signal.SIGTERM, PREEMPT_SIGNUM):
+            cls.previous[sig] = signal.signal(sig, handler)
+
+    @classmethod
+    def uninstall(cls) -> dict[int, Any]:
+        """Put back the handlers install() replaced; returns them."""
+        previous, cls.previous = cls.previous, {}
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        return previous
+
+    @classmethod
+    def preempted(cls) -> bool:
+        """Stopped to hand the run over (not by a user's Ctrl-C): SIGUSR2, or SIGTERM inside a SLURM job
+        (``scancel``, pre-emption with PreemptMode=REQUEUE)."""
+        return cls.signum == PREEMPT_SIGNUM or (cls.signum == signal.SIGTERM and "SLURM_JOB_ID" in os.environ)
+
+    @classmethod
+    def describe(cls) -> str:
+        name = signal.Signals(cls.signum).name if cls.signum else "SIGINT"
+        where = f" at iteration {cls.stopped_at}" if cls.stopped_at is not None else ""
+        return f"{'preempted' if cls.preempted() else 'interrupted'} ({name}){where}"
 
     def on_step(self, iteration: int, scalars: dict) -> None:  # noqa: ARG002
         if StopCheck.requested:
-            raise KeyboardInterrupt
+            from fadepth.train import StopRequested  # a KeyboardInterrupt the trainer checkpoints first
+
+            StopCheck.stopped_at = iteration
+            raise StopRequested
+
+
+def resume_preempted_run(client: tr.MlflowClient, ctx: WorkerContext, cell: str, tags: dict[str, Any]) -> str | None:
+    """The KILLED run a pre-empted worker left for this cell, RUNNING again (its checkpoint resumes it)."""
+    runs = client.search_runs(
+        [ctx.experiment_id],
+        f"tags.`{tr.STUDY}` = '{ctx.study_name}' and tags.`fadepth.cell` = '{tr._quote(cell)}' "
+        f"and tags.`{RESUMABLE}` = 'true' and attributes.status = 'KILLED'",
+        max_results=1, order_by=["attributes.start_time DESC"])
+    if not runs:
+        return None
+    run_id = runs[0].info.run_id
+    client.set_tag(run_id, RESUMABLE, "false")
+    for key in (tr.TRIAL, tr.WORKER, tr.GPU, tr.DEVICE):
+        client.set_tag(run_id, key, str(tags[key]))
+    client.update_run(run_id, status="RUNNING")
+    log.info("cell %s: resuming MLflow run %s (pre-empted at iteration %s)", cell, run_id,
+             runs[0].data.tags.get(PREEMPTED_AT))
+    return run_id
+
+
+def release_cell(study: optuna.Study, spec: SweepSpec, cell: st.Cell) -> None:
+    """Queue a pre-empted cell again at once, so another worker (or this job, requeued) resumes it."""
+    counts = st.enqueue_cells(study, spec, [cell], retry_failed=False)
+    log.warning("cell %s released (%s)", cell.key, "queued again" if counts["enqueued"] else "already queued")
 
 
 # ---------------------------------------------------------------------------------- main loop
@@ -305,7 +382,12 @@ def run_worker(ctx: WorkerContext) -> int:
             complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if len(complete) >= spec.search.n_trials:
                 return 0
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        except KeyboardInterrupt:
+            if objective.interrupted is not None:  # pre-empted: hand the cell over before exiting
+                release_cell(study, spec, objective.interrupted)
+            raise
 
 
 def main(argv: list[str] | None = None) -> int:
