@@ -1,14 +1,23 @@
-"""One paper table, ours beside the paper's: a numeric comparison frame, then LaTeX / Markdown / CSV.
+"""One paper table, ours beside the paper's, with statistics and a verdict per claim; LaTeX / Markdown / CSV.
 
-The comparison frame has one row per (scheme, source): ``source`` is ``ours`` (mean over the finished
-seeds, ``<metric>_std``, ``n`` seeds) or ``paper`` (the CSV row(s) that the scheme's ``paper`` mapping
-selects).  The setting columns (``lr``, ``pb_dsr``, ...) come from the paper row, else from the scheme's
-overrides.  LaTeX goes through :meth:`pandas.io.formats.style.Styler.to_latex` (booktabs rules, cells
-escaped by the Styler, best value per column and source in bold, ties included).
+Two frames (:class:`Comparison`):
+
+* ``claims``: one row per scheme -- settings, the paper's primary metric and its Δ to the paper's baseline,
+  ours (mean and 95 % Student-t interval over seeds, ``n``), our Δ to our baseline *paired over the seeds both
+  share* with its interval, and the verdict (:mod:`fadepth.report.stats`).  This is the table to paste.
+* ``frame``: every metric, one row per (scheme, source) -- ``ours`` (mean, ``<metric>_low/_high``) or
+  ``paper`` (the CSV row(s) the scheme's ``paper`` mapping selects).
+
+The setting columns (``lr``, ``pb_dsr``, ...) come from the paper row, else from the scheme's overrides.
+Bold marks only our rows (best mean among schemes with an interval); negative numbers carry a real minus.
+LaTeX goes through :meth:`pandas.io.formats.style.Styler.to_latex` (booktabs); text cells are escaped or
+transliterated by :func:`latex_text` (a warning when that loses characters).
 """
 from __future__ import annotations
 
 import math
+import unicodedata
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,6 +25,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from fadepth import contracts
+from fadepth.report import stats
 from fadepth.report.runs import ReportError, RunSummary
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "reports" / "paper"
@@ -127,23 +138,36 @@ def ordered_metrics(columns: Sequence[str], paper: pd.DataFrame | None) -> list[
 
 
 # ----------------------------------------------------------------------------------- comparison
+@dataclass(frozen=True)
+class OursRow:
+    """Our numbers for one scheme: an estimate (mean, t-interval, n) per metric and the paired Δ of the
+    primary metric to the baseline (None for the baseline itself or without a baseline)."""
+
+    estimates: Mapping[str, stats.Estimate]
+    n: int
+    delta: stats.Estimate | None = None
+
+
 @dataclass
 class Comparison:
-    frame: pd.DataFrame
+    frame: pd.DataFrame  # every metric: one row per (scheme, source)
+    claims: pd.DataFrame  # the primary metric: one row per scheme, with Δs and the verdict
     metrics: list[str]
     settings: list[str]
     primary: str
     baseline: str | None
     decimals: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def delta_column(self) -> str | None:
-        return f"delta_{self.primary}" if self.baseline and self.primary in self.frame else None
+    unfinished: dict[str, str] = field(default_factory=dict)  # {scheme: why it has no finished run}
+    statistical: bool = True  # False for complexity counts (deterministic: no seeds, no verdict)
 
     @property
     def shown_settings(self) -> list[str]:
         """Setting columns whose value differs between rows (constant ones go to the caption)."""
         return [c for c in self.settings if self.frame[c].map(_comparable).dropna().nunique() > 1]
+
+    def verdict_counts(self) -> dict[str, int]:
+        verdicts = self.claims["verdict"][self.claims["verdict"].isin(stats.VERDICTS)]
+        return {v: int((verdicts == v).sum()) for v in stats.VERDICTS}
 
 
 def _comparable(value: Any) -> Any:
@@ -156,22 +180,19 @@ def _comparable(value: Any) -> Any:
         return str(value).strip().lower()
 
 
-@dataclass(frozen=True)
-class OursRow:
-    """Our numbers for one scheme: means and stds per metric and the number of seeds."""
-
-    means: Mapping[str, float]
-    stds: Mapping[str, float]
-    n: int
-
-
-def ours_from_summary(summary: RunSummary, metrics: Sequence[str]) -> dict[str, OursRow]:
+def ours_from_summary(summary: RunSummary, metrics: Sequence[str], primary: str, baseline: str | None
+                      ) -> dict[str, OursRow]:
+    """Per scheme: mean and t-interval of every metric over its seeds; paired Δ of the primary metric."""
+    logged = {PAPER_COLUMN.get(m, m): m for m in summary.values.columns}
+    base = summary.seeds_of(baseline, logged[primary]) if baseline and primary in logged else {}
     rows = {}
-    for scheme, n in summary.counts.items():
-        means = {PAPER_COLUMN.get(m, m): summary.means.at[scheme, m] for m in summary.means.columns}
-        stds = {PAPER_COLUMN.get(m, m): summary.stds.at[scheme, m] for m in summary.stds.columns}
-        rows[scheme] = OursRow({m: means.get(m, np.nan) for m in metrics},
-                               {m: stds.get(m, np.nan) for m in metrics}, int(n))
+    for scheme in summary.schemes:
+        estimates = {m: stats.mean_ci(list(summary.seeds_of(scheme, logged[m]).values())) if m in logged
+                     else stats.mean_ci([]) for m in metrics}
+        delta = None
+        if base and scheme != baseline and primary in logged:
+            delta = stats.paired_delta(summary.seeds_of(scheme, logged[primary]), base)
+        rows[scheme] = OursRow(estimates, int(summary.counts[scheme]), delta)
     return rows
 
 
@@ -183,29 +204,70 @@ def override_settings(spec, scheme, settings: Sequence[str]) -> dict[str, str]:
 
 
 def build_comparison(spec, ours: Mapping[str, OursRow], paper: pd.DataFrame | None, metrics: Sequence[str],
-                     primary: str) -> Comparison:
+                     primary: str, unfinished: Mapping[str, str] | None = None, statistical: bool = True
+                     ) -> Comparison:
     settings = setting_columns(paper, metrics)
-    records = []
+    records, claims = [], []
+    paper_base = _paper_primary(paper, spec, spec.baseline, primary) if spec.baseline else math.nan
     for scheme in spec.schemes:
         matched = select_paper_rows(paper, scheme.paper)
         first = matched.iloc[0].to_dict() if len(matched) else {}
         label = paper_label(first) if first else scheme.name
-        if scheme.name in ours:
-            values = {c: first.get(c) for c in settings} if first else override_settings(spec, scheme, settings)
-            row = ours[scheme.name]
+        values = {c: first.get(c) for c in settings} if first else override_settings(spec, scheme, settings)
+        row = ours.get(scheme.name)
+        if row is not None:
             records.append({"scheme": scheme.name, "source": "ours", "paper_label": label, "n": row.n, **values,
-                            **row.means, **{f"{m}_std": row.stds.get(m, np.nan) for m in metrics}})
+                            **{m: row.estimates[m].mean for m in metrics},
+                            **{f"{m}_low": row.estimates[m].low for m in metrics},
+                            **{f"{m}_high": row.estimates[m].high for m in metrics}})
         for _, prow in matched.iterrows():
-            numbers = {m: _paper_number(prow, m) for m in metrics}
             records.append({"scheme": scheme.name, "source": "paper", "paper_label": paper_label(prow),
-                            "n": np.nan, **{c: prow[c] for c in settings}, **numbers})
-    columns = ["scheme", "source", "paper_label", "n", *settings, *metrics, *[f"{m}_std" for m in metrics]]
+                            "n": np.nan, **{c: prow[c] for c in settings},
+                            **{m: _paper_number(prow, m) for m in metrics}})
+        claims.append({"label": label, **_claim(scheme.name, values, row, first, primary, paper_base,
+                                                spec.baseline, (unfinished or {}).get(scheme.name), statistical)})
+    columns = ["scheme", "source", "paper_label", "n", *settings, *metrics,
+               *[f"{m}_{end}" for m in metrics for end in ("low", "high")]]
     frame = pd.DataFrame.from_records(records, columns=columns)
-    frame[list(metrics)] = frame[list(metrics)].astype(float)
-    comparison = Comparison(frame, list(metrics), settings, primary, spec.baseline,
-                            {m: paper_decimals(paper, m) for m in metrics})
-    add_delta(comparison)
-    return comparison
+    numeric = [c for c in columns[4 + len(settings):]]
+    frame[numeric] = frame[numeric].astype(float)
+    claim_columns = ["scheme", "label", *settings, "n", "paper", "ours", "ours_low", "ours_high", "delta_paper",
+                     "delta_ours", "delta_low", "delta_high", "delta_n", "verdict", "status"]
+    return Comparison(frame, pd.DataFrame.from_records(claims, columns=claim_columns), list(metrics), settings,
+                      primary, spec.baseline, {m: paper_decimals(paper, m) for m in metrics},
+                      dict(unfinished or {}), statistical)
+
+
+def _paper_primary(paper: pd.DataFrame | None, spec, scheme_name: str, primary: str) -> float:
+    scheme = next((s for s in spec.schemes if s.name == scheme_name), None)
+    rows = select_paper_rows(paper, scheme.paper) if scheme is not None else pd.DataFrame()
+    return _paper_number(rows.iloc[0], primary) if len(rows) else math.nan
+
+
+def _claim(scheme: str, settings: Mapping[str, Any], row: OursRow | None, paper_row: Mapping[str, Any],
+           primary: str, paper_base: float, baseline: str | None, why_missing: str | None,
+           statistical: bool) -> dict[str, Any]:
+    """One row of the claims table: the paper's Δ beside ours and the verdict."""
+    paper_value = _paper_number(pd.Series(paper_row), primary) if paper_row else math.nan
+    estimate = row.estimates[primary] if row is not None else stats.mean_ci([])
+    delta = row.delta if row is not None else None
+    is_baseline = baseline is not None and scheme == baseline
+    paper_delta = paper_value - paper_base if baseline and not is_baseline else math.nan
+    if row is None:
+        verdict, status = "", why_missing or "no run"
+    elif is_baseline:
+        verdict, status = stats.BASELINE, "finished"
+    elif not statistical or baseline is None:
+        verdict, status = "", "finished"
+    elif not paper_row:
+        verdict, status = stats.NO_PAPER_ROW, "finished"
+    else:
+        verdict, status = stats.verdict(paper_delta, delta), "finished"
+    return {"scheme": scheme, **settings, "n": row.n if row is not None else 0, "paper": paper_value,
+            "ours": estimate.mean, "ours_low": estimate.low, "ours_high": estimate.high,
+            "delta_paper": paper_delta, "delta_ours": delta.mean if delta else math.nan,
+            "delta_low": delta.low if delta else math.nan, "delta_high": delta.high if delta else math.nan,
+            "delta_n": delta.n if delta else 0, "verdict": verdict, "status": status}
 
 
 def _paper_number(row: pd.Series, metric: str) -> float:
@@ -216,182 +278,330 @@ def _paper_number(row: pd.Series, metric: str) -> float:
     return float(sum(parts)) if parts and not any(pd.isna(parts)) else np.nan
 
 
-def add_delta(comparison: Comparison) -> None:
-    """Δ of the primary metric against the baseline scheme, within each source."""
-    column = comparison.delta_column
-    if column is None:
-        return
-    frame = comparison.frame
-    frame[column] = np.nan
-    for source, rows in frame.groupby("source"):
-        base = rows.loc[rows["scheme"] == comparison.baseline, comparison.primary]
-        if len(base):
-            frame.loc[rows.index, column] = rows[comparison.primary] - base.iloc[0]
+def _lower_is_better(metric: str) -> bool:
+    return METRICS[metric].lower_is_better if metric in METRICS else True
 
 
 def best_mask(comparison: Comparison) -> pd.DataFrame:
-    """True where a cell holds the best value of its column among the rows of its source (ties: all)."""
+    """True where an *ours* cell holds the best mean of its column among our rows that have an interval
+    (ties: all).  The paper's rows are never bold; with one seed nothing is (no silent bold)."""
     frame = comparison.frame
     mask = pd.DataFrame(False, index=frame.index, columns=frame.columns)
-    for _, rows in frame.groupby("source"):
-        for metric in comparison.metrics:
-            values = rows[metric].dropna()
-            if values.empty:
-                continue
-            lower = METRICS[metric].lower_is_better if metric in METRICS else True
-            best = values.min() if lower else values.max()
-            mask.loc[values.index, metric] = np.isclose(values, best, rtol=1e-9, atol=0.0)
+    ours = frame[(frame["source"] == "ours") & ((frame["n"] >= 2) | (not comparison.statistical))]
+    for metric in comparison.metrics:
+        values = ours[metric].dropna()
+        if len(values) < 2:
+            continue
+        best = values.min() if _lower_is_better(metric) else values.max()
+        mask.loc[values.index, metric] = np.isclose(values, best, rtol=1e-9, atol=0.0)
     return mask
 
 
 # ----------------------------------------------------------------------------------- complexity
-# Paper column -> key of fadepth.complexity.complexity_rows().
-COMPLEXITY_KEYS = {"param_m": "params", "gflops": "gflops", "fps": "fps", "param_enc_m": "params_enc",
-                   "param_dec_m": "params_dec", "gflops_enc": "gflops_enc", "gflops_dec": "gflops_dec",
-                   "mac_enc_m": "mac_enc_m", "mac_dec_m": "mac_dec_m"}
 TOTALS = {"param_m": ("param_enc_m", "param_dec_m"), "gflops": ("gflops_enc", "gflops_dec")}
 
 
 def complexity_metrics(spec, paper: pd.DataFrame | None) -> tuple[list[str], str]:
     """The paper's complexity columns (its order); the primary metric is appended if the paper splits it."""
     if paper is not None:
-        columns = [c for c in paper.columns if c in COMPLEXITY_KEYS]
+        columns = [c for c in paper.columns if c in contracts.PAPER_COMPLEXITY]
     else:
         columns = ordered_metrics(spec.metrics.columns, None)
     primary = PAPER_COLUMN.get(spec.metrics.primary, spec.metrics.primary)
     return (columns if primary in columns else [*columns, primary]), primary
 
 
-def _in_paper_units(column: str, value: Any) -> float:
-    """Params in M as the paper prints them (complexity_rows counts parameters; GFLOPs and MAC (M) match)."""
-    value = float(value) if value is not None else np.nan
-    return value / 1e6 if column.startswith("param") else value
+# ----------------------------------------------------------------------------------- text
+MINUS = "\u2212"
 
 
-def ours_from_complexity(rows: Mapping[str, Mapping[str, Any]], metrics: Sequence[str]) -> dict[str, OursRow]:
-    """``{scheme: complexity_rows() dict}`` -> one-'seed' rows in the paper's columns and units."""
-    ours = {}
-    for scheme, row in rows.items():
-        means = {m: _in_paper_units(m, row.get(COMPLEXITY_KEYS.get(m, m))) for m in metrics}
-        ours[scheme] = OursRow(means, {m: np.nan for m in metrics}, 1)
-    return ours
+class Style:
+    """How numbers and text become cells: Markdown (Unicode) or LaTeX."""
 
+    def __init__(self, latex: bool):
+        self.latex = latex
+        self.minus = "$-$" if latex else MINUS
+        self.pm = r"$\pm$" if latex else "±"
 
-# ----------------------------------------------------------------------------------- rendering
-def _number(value: float, decimals: int, signed: bool = False) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+    def number(self, value: float, decimals: int, signed: bool = False) -> str:
+        if value is None or pd.isna(value):
+            return ""
+        text = f"{abs(value):.{decimals}f}"
+        if value < 0 and float(text) != 0:
+            return self.minus + text
+        return ("+" + text) if signed and float(text) != 0 else text
 
+    def text(self, value: Any) -> str:
+        return latex_text(str(value)) if self.latex else _markdown_escape(str(value))
 
-def _metric_cell(row: pd.Series, metric: str, decimals: int, plus_minus: str) -> str:
-    text = _number(row[metric], decimals)
-    std = row.get(f"{metric}_std", np.nan)
-    if text and row["n"] > 1 and not pd.isna(std):
-        text += f" {plus_minus} {_number(std, decimals)}"
-    return text
-
-
-def display_columns(comparison: Comparison) -> list[str]:
-    delta = [comparison.delta_column] if comparison.delta_column else []
-    return ["scheme", "source", "n", *comparison.shown_settings, *comparison.metrics, *delta]
-
-
-def display_frame(comparison: Comparison, plus_minus: str) -> pd.DataFrame:
-    """Every cell as text: mean, or mean ± std where more than one seed; Δ with its sign."""
-    frame = comparison.frame
-    shown = pd.DataFrame(index=frame.index)
-    shown["scheme"], shown["source"] = frame["scheme"], frame["source"]
-    shown["n"] = frame["n"].map(lambda n: "" if pd.isna(n) else str(int(n)))
-    for column in comparison.shown_settings:
-        shown[column] = frame[column].fillna("").astype(str)
-    for metric in comparison.metrics:
-        decimals = comparison.decimals.get(metric, 4)
-        shown[metric] = frame.apply(_metric_cell, axis=1, args=(metric, decimals, plus_minus))
-    if comparison.delta_column:
-        decimals = comparison.decimals.get(comparison.primary, 4)
-        shown[comparison.delta_column] = frame[comparison.delta_column].map(lambda v: _number(v, decimals, True))
-    return shown[display_columns(comparison)]
-
-
-def headers(comparison: Comparison, latex: bool) -> dict[str, str]:
-    down, up = (r"$\downarrow$", r"$\uparrow$") if latex else ("↓", "↑")
-    names = {key: pair[0 if latex else 1] for key, pair in FIXED_HEADERS.items()}
-    for column in comparison.shown_settings:
-        names[column] = SETTING_HEADERS_LATEX.get(column, column.replace("_", " ")) if latex else column
-    for metric in comparison.metrics:
-        info = METRICS.get(metric, MetricInfo(metric.replace("_", " "), metric, True))
-        names[metric] = f"{info.latex if latex else info.text} {down if info.lower_is_better else up}"
-    if comparison.delta_column:
-        primary = METRICS.get(comparison.primary, MetricInfo(comparison.primary, comparison.primary, True))
-        names[comparison.delta_column] = rf"$\Delta$ {primary.latex}" if latex else f"Δ {primary.text}"
-    return names
+    def interval(self, low: float, high: float, decimals: int) -> str:
+        return f"[{self.number(low, decimals, True)}, {self.number(high, decimals, True)}]"
 
 
 def latex_escape(text: str) -> str:
-    """Escape free text for captions (table cells are escaped by the Styler)."""
+    """Escape LaTeX's special characters (ASCII only; see :func:`latex_text` for any text)."""
     specials = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
     return "".join(specials.get(ch, ch) for ch in text)
 
 
-def to_latex(comparison: Comparison, caption: str, label: str) -> str:
-    shown = display_frame(comparison, r"$\pm$")
-    mask = best_mask(comparison).reindex(columns=shown.columns, fill_value=False)
-    text_columns = ["scheme", "source", *comparison.shown_settings]
-    names = headers(comparison, latex=True)
-    styler = (shown.style.hide(axis="index")
-              .format(escape="latex", subset=text_columns)
-              .format_index(lambda key: names[key], axis=1)
-              .apply(lambda _: np.where(mask.to_numpy(), "textbf:--rwrap;", ""), axis=None))
-    column_format = "".join("l" if c in text_columns else "r" for c in shown.columns)
-    if len(shown) > 30:  # longer than a page: longtable breaks across pages
-        return styler.to_latex(environment="longtable", hrules=True, caption=caption, label=label,
-                               column_format=column_format)
-    return styler.to_latex(hrules=True, caption=caption, label=label, position="htbp",
-                           position_float="centering", column_format=column_format)
+GREEK_OK = set("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau upsilon "
+               "phi chi psi omega".split())
+LATIN1_TEXT = {"±": r"$\pm$", "×": r"$\times$", "·": r"$\cdot$", "µ": r"$\mu$", "°": r"\textdegree{}",
+               "−": "$-$", "–": "--", "—": "---", "≤": r"$\leq$", "≥": r"$\geq$", "→": r"$\to$",
+               "²": r"\textsuperscript{2}", "³": r"\textsuperscript{3}"}
+
+
+def latex_text(text: str, warn: bool = True) -> str:
+    """Any text as pdflatex-safe LaTeX: specials escaped, Greek letters as math, other non-ASCII characters
+    transliterated (accents dropped); characters with no ASCII form become '?' with a warning."""
+    out, lost = [], []
+    for ch in text:
+        if ch.isascii():
+            out.append(latex_escape(ch))
+            continue
+        if ch in LATIN1_TEXT:
+            out.append(LATIN1_TEXT[ch])
+            continue
+        name = unicodedata.name(ch, "")
+        if name.startswith("GREEK SMALL LETTER ") and name.split()[-1].lower() in GREEK_OK:
+            out.append(f"$\\{name.split()[-1].lower()}$")
+            continue
+        ascii_form = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        out.append(latex_escape(ascii_form) if ascii_form else "?")
+        lost.append(ch)
+    if lost and warn:
+        warnings.warn(f"LaTeX: {text!r}: character(s) {''.join(dict.fromkeys(lost))!r} have no pdflatex form; "
+                      "transliterated (accents dropped, '?' where none exists) in the .tex; the .md and .csv keep them", stacklevel=2)
+    return "".join(out)
 
 
 def _markdown_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "\\*_|`[]<>" else ch for ch in text)
 
 
-def to_markdown(comparison: Comparison) -> str:
-    shown = display_frame(comparison, "±")
-    mask = best_mask(comparison).reindex(columns=shown.columns, fill_value=False)
-    for column in ["scheme", "source", *comparison.shown_settings]:
-        shown[column] = shown[column].map(_markdown_escape)
+def metric_name(metric: str, latex: bool) -> str:
+    info = METRICS.get(metric, MetricInfo(metric.replace("_", " "), metric, True))
+    arrow = (r"$\downarrow$" if latex else "↓") if info.lower_is_better else (r"$\uparrow$" if latex else "↑")
+    return f"{info.latex if latex else info.text} {arrow}"
+
+
+def setting_header(column: str, latex: bool) -> str:
+    return SETTING_HEADERS_LATEX.get(column, latex_escape(column)) if latex else column
+
+
+# ----------------------------------------------------------------------------------- claims table
+def claims_display(comparison: Comparison, style: Style) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paste-ready table as text cells, and where to bold (our best mean among schemes with an interval)."""
+    claims = comparison.claims
+    decimals = comparison.decimals.get(comparison.primary, 4)
+    name = metric_name(comparison.primary, style.latex)
+    delta_name = (r"$\Delta$ " if style.latex else "Δ ") + name.rsplit(" ", 1)[0]
+    shown = pd.DataFrame(index=claims.index)
+    shown["Scheme"] = claims["scheme"].map(style.text)
+    for column in comparison.shown_settings:
+        shown[setting_header(column, style.latex)] = claims[column].map(lambda v: "" if _comparable(v) is None
+                                                                        else style.text(v))
+    shown["Seeds" if comparison.statistical else "Counted"] = claims["n"].map(lambda n: str(int(n)) if n else "0")
+    shown[f"Paper {name}"] = claims["paper"].map(lambda v: style.number(v, decimals))
+    shown[f"Ours {name}"] = claims.apply(lambda r: _ours_cell(r, style, decimals, comparison.statistical), axis=1)
+    if comparison.baseline:
+        shown[f"{delta_name} paper"] = claims.apply(
+            lambda r: "baseline" if r["verdict"] == stats.BASELINE else style.number(r["delta_paper"], decimals, True),
+            axis=1)
+        shown[f"{delta_name} ours"] = claims.apply(lambda r: _delta_cell(r, style, decimals), axis=1)
+        if comparison.statistical:
+            shown["Verdict"] = claims["verdict"]
+    mask = pd.DataFrame(False, index=shown.index, columns=shown.columns)
+    eligible = claims[(claims["status"] == "finished") & ((claims["n"] >= 2) | (not comparison.statistical))]
+    values = eligible["ours"].dropna()
+    if len(values) >= 2:
+        best = values.min() if _lower_is_better(comparison.primary) else values.max()
+        mask.loc[values.index[np.isclose(values, best, rtol=1e-9, atol=0.0)], f"Ours {name}"] = True
+    return shown, mask
+
+
+def _ours_cell(row: pd.Series, style: Style, decimals: int, statistical: bool) -> str:
+    if row["status"] != "finished":
+        return row["status"].split(":")[0].lower() if row["status"] != "no run" else "no run"
+    text = style.number(row["ours"], decimals)
+    if not statistical:
+        return text
+    if row["n"] < 2:
+        return f"{text} (1 seed, no CI)"
+    return f"{text} {style.pm} {style.number((row['ours_high'] - row['ours_low']) / 2, decimals)}"
+
+
+def _delta_cell(row: pd.Series, style: Style, decimals: int) -> str:
+    if row["verdict"] == stats.BASELINE:
+        return "baseline"
+    if pd.isna(row["delta_ours"]):
+        return ""
+    text = style.number(row["delta_ours"], decimals, True)
+    if pd.isna(row["delta_low"]):
+        return f"{text} (1 seed, no CI)" if row["delta_n"] == 1 else text
+    return f"{text} {style.interval(row['delta_low'], row['delta_high'], decimals)}"
+
+
+# ----------------------------------------------------------------------------------- all metrics
+def metrics_display(comparison: Comparison, style: Style) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every metric, ours (mean ± half-width of the 95 % interval) and the paper's rows; bold among ours."""
+    frame = comparison.frame
+    shown = pd.DataFrame(index=frame.index)
+    shown["Scheme"] = frame["scheme"].map(style.text)
+    shown["Source"] = frame["source"]
+    for column in comparison.shown_settings:
+        shown[setting_header(column, style.latex)] = frame[column].map(
+            lambda v: "" if _comparable(v) is None else style.text(v))
+    shown["Seeds" if comparison.statistical else "Counted"] = frame["n"].map(lambda n: "" if pd.isna(n) else str(int(n)))
+    names = {}
+    for metric in comparison.metrics:
+        decimals = comparison.decimals.get(metric, 4)
+        names[metric] = metric_name(metric, style.latex)
+        shown[names[metric]] = frame.apply(lambda r, m=metric, d=decimals: _metric_cell(r, m, d, style), axis=1)
+    mask = best_mask(comparison)[comparison.metrics].rename(columns=names).reindex(columns=shown.columns,
+                                                                                   fill_value=False)
+    return shown, mask
+
+
+def _metric_cell(row: pd.Series, metric: str, decimals: int, style: Style) -> str:
+    text = style.number(row[metric], decimals)
+    if text and row["source"] == "ours" and row["n"] >= 2 and not pd.isna(row.get(f"{metric}_low", np.nan)):
+        text += f" {style.pm} {style.number((row[f'{metric}_high'] - row[f'{metric}_low']) / 2, decimals)}"
+    return text
+
+
+# ----------------------------------------------------------------------------------- summary
+def summary_text(comparison: Comparison, style: Style, seeds: Sequence[int]) -> str:
+    """The paragraph on top of a table: how many claims reproduced / contradicted / stayed unresolved."""
+    if not comparison.statistical:
+        return ("Complexity counts are deterministic (one count per architecture): no interval and no verdict; "
+                "the paper's numbers beside ours.")
+    if not comparison.baseline:
+        return "This table has no baseline scheme: no Δ and no verdict."
+    counts = comparison.verdict_counts()
+    with_paper = sum(counts[v] for v in (stats.REPRODUCED, stats.CONTRADICTED, stats.UNRESOLVED, stats.NO_INTERVAL))
+    metric = METRICS.get(comparison.primary, MetricInfo(comparison.primary, comparison.primary, True))
+    delta = r"$\Delta$" if style.latex else "Δ"
+    pct = r"\%" if style.latex else "%"
+    parts = [f"Verdict on {with_paper} paper claim(s) ({delta} {metric.latex if style.latex else metric.text} "
+             f"to the baseline {style.text(comparison.baseline)}, ours paired over shared seeds, 95 {pct} Student-t "
+             f"interval): {counts[stats.REPRODUCED]} reproduced, {counts[stats.CONTRADICTED]} contradicted, "
+             f"{counts[stats.UNRESOLVED]} not resolved (our interval includes 0)"]
+    if counts[stats.NO_INTERVAL]:
+        parts.append(f"{counts[stats.NO_INTERVAL]} with one seed only: no interval exists, so no verdict "
+                     f"(run at least 2 seeds, e.g. --seeds 0,1,2)")
+    if counts[stats.NO_PAPER_ROW]:
+        parts.append(f"{counts[stats.NO_PAPER_ROW]} scheme(s) without a paper row")
+    text = "; ".join(parts) + f". Seeds: {', '.join(map(str, seeds)) or 'none'}."
+    if comparison.unfinished:
+        text += (f" {len(comparison.unfinished)} of {len(comparison.claims)} schemes have no finished run "
+                 "(listed under the table).")
+    return text
+
+
+def unfinished_text(comparison: Comparison, style: Style) -> str:
+    """The line under a table naming every scheme that failed or never ran (empty when none)."""
+    if not comparison.unfinished:
+        return ""
+    items = [f"{style.text(s)} ({style.text(why[:160])})" for s, why in comparison.unfinished.items()]
+    return "Not in the table (no finished run): " + "; ".join(items) + "."
+
+
+# ----------------------------------------------------------------------------------- writers
+def _styler_latex(shown: pd.DataFrame, mask: pd.DataFrame, caption: str, label: str) -> str:
+    text_columns = [c for c in shown.columns if c in ("Scheme", "Source", "Verdict")]
+    styler = (shown.style.hide(axis="index")
+              .format_index(lambda key: key, axis=1)
+              .apply(lambda _: np.where(mask.to_numpy(), "textbf:--rwrap;", ""), axis=None))
+    column_format = "".join("l" if c in text_columns else "r" for c in shown.columns)
+    if len(shown) > 30:  # longer than a page: longtable breaks across pages
+        return styler.to_latex(environment="longtable", hrules=True, caption=caption, label=label,
+                               column_format=column_format)
+    return styler.to_latex(hrules=True, caption=caption, label=label, position="!htbp",
+                           position_float="centering", column_format=column_format)
+
+
+def to_latex(comparison: Comparison, caption: str, label: str, seeds: Sequence[int]) -> str:
+    style = Style(latex=True)
+    claims, claims_mask = claims_display(comparison, style)
+    full, full_mask = metrics_display(comparison, style)
+    under = unfinished_text(comparison, style)
+    parts = [r"\noindent " + summary_text(comparison, style, seeds) + "\n",
+             _styler_latex(claims, claims_mask, caption, label)]
+    if under:
+        parts.append(r"\noindent " + under + "\n")
+    parts.append(_styler_latex(full, full_mask, "All metrics of the same runs (ours: mean $\\pm$ half-width of the "
+                               "95\\,\\% Student-t interval over seeds), the paper's rows beside them. Bold: best "
+                               "among our rows with at least 2 seeds.", f"{label}-all"))
+    return "\n".join(parts)
+
+
+def _markdown(shown: pd.DataFrame, mask: pd.DataFrame) -> str:
     shown = shown.mask(mask & (shown != ""), "**" + shown + "**")
-    names = headers(comparison, latex=False)
-    return shown.rename(columns=names).to_markdown(index=False, disable_numparse=True) + "\n"
+    return shown.to_markdown(index=False, disable_numparse=True)
 
 
-def to_csv(comparison: Comparison) -> str:
-    return comparison.frame.to_csv(index=False)
+def to_markdown(comparison: Comparison, caption: str, seeds: Sequence[int]) -> str:
+    style = Style(latex=False)
+    claims, claims_mask = claims_display(comparison, style)
+    full, full_mask = metrics_display(comparison, style)
+    under = unfinished_text(comparison, style)
+    parts = [summary_text(comparison, style, seeds), "", _markdown(claims, claims_mask), "", f"*{caption}*"]
+    if under:
+        parts += ["", under]
+    parts += ["", "All metrics (ours: mean ± half-width of the 95 % interval; bold: best among our rows with "
+              "at least 2 seeds):", "", _markdown(full, full_mask)]
+    return "\n".join(parts) + "\n"
 
 
-def caption_text(spec, comparison: Comparison, profile: str | None, what: str) -> str:
-    """LaTeX caption: the spec's title, what 'ours' means, the constant settings, bold and Δ rules."""
-    parts = [latex_escape(spec.title or spec.name) + "."]
-    parts.append(f"{what}; the paper's rows (source paper) beside ours.")
+def caption_text(spec, comparison: Comparison, profile: str | None, seeds: Sequence[int], what: str,
+                 latex: bool = True) -> str:
+    """Caption: the table, profile, seeds, what ours and the interval are, Δ and bold rules."""
+    esc = latex_text if latex else (lambda t: t)
+    pm, delta, pct = (r"$\pm$", r"$\Delta$", r"\%") if latex else ("±", "Δ", "%")
+    title = _title_without_number(spec.title or spec.name)
+    parts = [f"{esc(title)}."]
+    if profile:
+        parts.append(f"Profile {esc(profile)}, seeds {', '.join(map(str, seeds)) or 'none'} (n per row).")
+    parts.append(f"{what}; paper: FA-Depth's own numbers.")
     constant = [c for c in comparison.settings if c not in comparison.shown_settings]
     present = {c: comparison.frame[c][comparison.frame[c].map(_comparable).notna()] for c in constant}
-    values = [f"{latex_escape(c)}={latex_escape(str(v.iloc[0]))}" for c, v in present.items() if len(v)]
+    values = [f"{esc(c)}={esc(str(v.iloc[0]))}" for c, v in present.items() if len(v)]
     if values:
         parts.append("All rows: " + ", ".join(values) + ".")
-    parts.append("Bold: best per column within each source.")
-    if comparison.delta_column:
-        parts.append(f"$\\Delta$: {latex_escape(comparison.primary)} minus that of the baseline "
-                     f"{latex_escape(str(comparison.baseline))} (same source).")
-    if profile:
-        parts.append(f"Profile: {latex_escape(profile)}.")
+    if comparison.statistical:
+        parts.append(f"Ours: mean {pm} half-width of the 95 {pct} Student-t interval over seeds; one seed: no interval.")
+    if comparison.baseline:
+        parts.append(f"{delta}: scheme minus the baseline {esc(str(comparison.baseline))}"
+                     + (f"; ours paired over the seeds both share, with its 95 {pct} t-interval in brackets. "
+                        "Verdict: reproduced / contradicted when our interval excludes 0 with / against the "
+                        "paper's sign, not resolved when it includes 0." if comparison.statistical else "."))
+    parts.append("Bold: best among our rows" + (" with at least 2 seeds." if comparison.statistical else "."))
     return " ".join(parts)
 
 
-def write_table_files(comparison: Comparison, out_dir: Path, name: str, caption: str) -> list[Path]:
+def _title_without_number(title: str) -> str:
+    """'Table V: drop rates' -> 'drop rates' (the number is LaTeX's, see document.table_number)."""
+    import re
+
+    match = re.match(r"^\s*Table\s+[IVXLC]+\b[^:]*:\s*(.+)$", title)
+    return match.group(1)[0].upper() + match.group(1)[1:] if match else title
+
+
+def to_csv(comparison: Comparison) -> str:
+    return comparison.claims.to_csv(index=False)
+
+
+def write_table_files(comparison: Comparison, out_dir: Path, name: str, caption_tex: str, caption_md: str,
+                      seeds: Sequence[int]) -> list[Path]:
+    """``name.tex`` (summary, table, unfinished schemes, all metrics), ``name.md``, ``name.csv`` (claims) and
+    ``name_all.csv`` (every metric)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.tex", out_dir / f"{name}.md", out_dir / f"{name}.csv"]
-    paths[0].write_text(to_latex(comparison, caption, f"tab:{name}"))
-    paths[1].write_text(to_markdown(comparison))
+    paths = [out_dir / f"{name}.tex", out_dir / f"{name}.md", out_dir / f"{name}.csv", out_dir / f"{name}_all.csv"]
+    paths[0].write_text(to_latex(comparison, caption_tex, f"tab:{name}", seeds))
+    paths[1].write_text(to_markdown(comparison, caption_md, seeds))
     paths[2].write_text(to_csv(comparison))
+    paths[3].write_text(comparison.frame.to_csv(index=False))
     return paths
