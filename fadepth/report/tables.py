@@ -61,7 +61,7 @@ METRICS: dict[str, MetricInfo] = {
     "mac_dec_m": MetricInfo("MAC dec (M)", "MAC dec (M)", True, 2),
 }
 # Spec / MLflow metric names whose paper CSV column is spelled differently.
-PAPER_COLUMN = {"params_m": "param_m"}
+PAPER_COLUMN = {logged: paper for paper, logged in contracts.PAPER_COMPLEXITY.items() if logged != paper}
 
 SETTING_HEADERS_LATEX = {
     "lr": "LR", "pb_dsr": "$pb_{dsr}$", "pb_sd": "$pb_{sd}$", "constant_rate": "const.", "pb_t": "$pb_t$",
@@ -183,7 +183,8 @@ def _comparable(value: Any) -> Any:
 def ours_from_summary(summary: RunSummary, metrics: Sequence[str], primary: str, baseline: str | None
                       ) -> dict[str, OursRow]:
     """Per scheme: mean and t-interval of every metric over its seeds; paired Δ of the primary metric."""
-    logged = {PAPER_COLUMN.get(m, m): m for m in summary.values.columns}
+    to_paper = {logged: paper for paper, logged in contracts.PAPER_COMPLEXITY.items()}
+    logged = {to_paper.get(m, m): m for m in summary.values.columns}
     base = summary.seeds_of(baseline, logged[primary]) if baseline and primary in logged else {}
     rows = {}
     for scheme in summary.schemes:
