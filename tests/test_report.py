@@ -106,7 +106,7 @@ def test_latex_table_bold_only_ours_escaping_minus(built):
     assert tex.count("\\textbf{0.1150 $\\pm$ 0.0000}") == 4  # sch2a and sch3 tie (AbsRel, both tables)
     assert "\\textbf{0.1216}" not in tex  # the paper's rows are never bold
     assert "no\\_auto\\_mask" in tex and "no_auto_mask" not in tex.replace("no\\_auto\\_mask", "")
-    assert "0.1300 (1 seed, no CI)" in tex and "0.1300 $\\pm$" not in tex
+    assert "0.1300 (1 seed: no interval)" in tex and "0.1300 $\\pm$" not in tex
     assert "AbsRel $\\downarrow$" in tex and "$\\delta<1.25$ $\\uparrow$" in tex
     assert "$\\Delta$ AbsRel ours" in tex and "+0.0060 [" in tex
 

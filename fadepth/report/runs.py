@@ -228,12 +228,6 @@ def unfinished_schemes(spec, tracking_uri: str, profile: str, study: str | None,
     return reasons
 
 
-def sweep_metrics(spec, tracking_uri: str, profile: str, study: str | None) -> dict[str, float]:
-    """Metrics of the sweep's parent run (e.g. ``fps/<architecture>``, measured once per sweep)."""
-    run_id = find_sweep_run(spec, tracking_uri, profile, study)
-    return dict(MlflowClient(tracking_uri).get_run(run_id).data.metrics) if run_id else {}
-
-
 def find_sweep_run(spec, tracking_uri: str, profile: str, study: str | None = None) -> str | None:
     """The run id of the sweep's parent run (latest one of this study, when given), or None."""
     tags = {c.ROLE: c.ROLE_SWEEP, c.SPEC_HASH: spec.spec_hash, c.PROFILE: profile}

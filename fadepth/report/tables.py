@@ -430,7 +430,7 @@ def _ours_cell(row: pd.Series, style: Style, decimals: int, statistical: bool) -
     if not statistical:
         return text
     if row["n"] < 2:
-        return f"{text} (1 seed, no CI)"
+        return f"{text} (1 seed: no interval)"
     return f"{text} {style.pm} {style.number((row['ours_high'] - row['ours_low']) / 2, decimals)}"
 
 
@@ -441,7 +441,7 @@ def _delta_cell(row: pd.Series, style: Style, decimals: int) -> str:
         return ""
     text = style.number(row["delta_ours"], decimals, True)
     if pd.isna(row["delta_low"]):
-        return f"{text} (1 seed, no CI)" if row["delta_n"] == 1 else text
+        return f"{text} (1 seed: no interval)" if row["delta_n"] == 1 else text
     return f"{text} {style.interval(row['delta_low'], row['delta_high'], decimals)}"
 
 

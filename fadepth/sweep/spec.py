@@ -86,7 +86,7 @@ class Profile(_Strict):
     overrides: Overrides = {}
     seeds: list[int] | None = None  # replaces the spec's seeds under this profile
     # Iterations between validations (val/* curves) and depth panels in MLflow; sets train.val_every.
-    # None: the config's value for the profile 'smoke', else 20 validations per run (docs/mlflow-ui.md).
+    # None: the config's value (smoke: always; others: if 0 < it < iterations, else 20 per run).
     val_every: int | None = Field(None, ge=0)
 
 
@@ -209,13 +209,16 @@ class SweepSpec(_Strict):
 
 
 def _set_val_every(tree: dict[str, Any], name: str, prof: Profile) -> None:
-    """Validation (and depth panels) every N iterations: the profile's ``val_every``, else 20 per run
-    outside the smoke profile (whose runs are too short for curves)."""
+    """Validation (and depth panels) every N iterations: the profile's ``val_every``; else, outside the smoke
+    profile (whose runs are too short for curves), the config's value if it gives a curve (0 < N < iterations)
+    and 20 validations per run if it does not."""
     if prof.val_every is not None:
         set_dotted(tree, "train.val_every", prof.val_every)
-    elif name != "smoke" and not tree.get("train", {}).get("val_every"):
+    elif name != "smoke":
         iterations = int(tree.get("train", {}).get("iterations") or 0)
-        set_dotted(tree, "train.val_every", max(1, iterations // VALIDATIONS_PER_RUN) if iterations else 0)
+        every = int(tree.get("train", {}).get("val_every") or 0)
+        if iterations and not 0 < every < iterations:  # no curve at all otherwise
+            set_dotted(tree, "train.val_every", max(1, iterations // VALIDATIONS_PER_RUN))
 
 
 # ------------------------------------------------------------------------------------ loading
