@@ -31,6 +31,7 @@ DOCUMENT_FONT = {"font.family": "serif", "font.serif": ["cmr10", "DejaVu Serif"]
                  "legend.fontsize": 8}
 sns.set_theme(style="whitegrid", context="paper", rc=DOCUMENT_FONT)
 SOURCE_MARKERS = {"ours": "o", "paper": "X"}
+AXIS_LABELS = {"pb_dsr": r"$pb_{dsr}$", "pb_sd": r"$pb_{sd}$", "pb_t": r"$pb_t$", "r1": r"$r_1$", "r2": r"$r_2$"}
 
 
 class SkipFigure(Exception):
@@ -137,7 +138,7 @@ def drop_rates(comparison: Comparison, context: Mapping[str, Any]) -> tuple[Figu
         panel = one_factor(data, factor, reference)
         _require_ours(panel, f"the {factor} curve")
         _delta_lines(ax, panel, factor)
-        ax.set_xlabel(factor)
+        ax.set_xlabel(AXIS_LABELS.get(factor, factor))
     axes[0].set_ylabel(_delta_label(comparison))
     axes[0].legend()
     return fig, _caption(comparison, "Table V, drop rates $pb_{dsr}$ ($pb_{sd}=0$) and $pb_{sd}$ ($pb_{dsr}=0.9$), "
@@ -156,7 +157,7 @@ def etm_drop(comparison: Comparison, context: Mapping[str, Any]) -> tuple[Figure
             ax.set_title(f"{factor}: no runs of ours")
         else:
             drawn += 1
-        ax.set_xlabel(factor)
+        ax.set_xlabel(AXIS_LABELS.get(factor, factor))
     if not drawn:
         raise SkipFigure("none of our finished schemes varies pb_t, r1 or r2")
     axes[0].set_ylabel(_delta_label(comparison))
