@@ -560,7 +560,7 @@ def to_markdown(comparison: Comparison, caption: str, seeds: Sequence[int]) -> s
 def caption_text(spec, comparison: Comparison, profile: str | None, seeds: Sequence[int], what: str,
                  latex: bool = True) -> str:
     """Caption: the table, profile, seeds, what ours and the interval are, Δ and bold rules."""
-    esc = latex_text if latex else (lambda t: t)
+    esc = latex_text if latex else _markdown_escape
     pm, delta, pct = (r"$\pm$", r"$\Delta$", r"\%") if latex else ("±", "Δ", "%")
     title = _title_without_number(spec.title or spec.name)
     parts = [f"{esc(title)}."]
