@@ -2,7 +2,8 @@
 
 * :mod:`fadepth.report.runs`      read one sweep's FINISHED child runs from MLflow (values per scheme x seed)
 * :mod:`fadepth.report.stats`     mean and t-interval over seeds, paired Δ to the baseline, verdicts
-* :mod:`fadepth.report.tables`    comparison frame -> ``table_x.tex`` (Styler), ``.md``, ``.csv``
+* :mod:`fadepth.report.tables`    ours beside the paper's rows: the claims and all-metrics frames
+* :mod:`fadepth.report.render`    those frames -> ``table_x.tex`` (Styler), ``.md``, ``.csv`` with the verdict summary
 * :mod:`fadepth.report.figures`   seaborn figures (PNG + PDF)
 * :mod:`fadepth.report.document`  ``report.tex`` with every table and figure built so far
 
@@ -22,7 +23,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from fadepth import contracts
-from fadepth.report import document, figures, runs, tables
+from fadepth.report import document, figures, render, runs, tables
 from fadepth.report.runs import ReportError, default_tracking_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -173,11 +174,11 @@ def build_spec(spec, *, tracking_uri: str, out_dir: Path, profile: str | None = 
 
 
 def _write_tables(spec, comparison, profile, seeds, what, out_dir, result, context, tracking_uri, say) -> None:
-    caption_tex = tables.caption_text(spec, comparison, profile, seeds, what, latex=True)
-    caption_md = tables.caption_text(spec, comparison, profile, seeds, what, latex=False)
+    caption_tex = render.caption_text(spec, comparison, profile, seeds, what, latex=True)
+    caption_md = render.caption_text(spec, comparison, profile, seeds, what, latex=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        files = tables.write_table_files(comparison, out_dir, spec.name, caption_tex, caption_md, seeds)
+        files = render.write_table_files(comparison, out_dir, spec.name, caption_tex, caption_md, seeds)
     for warning in {str(w.message) for w in caught}:
         say(f"[report] {spec.name}: warning: {warning}")
     made = figures.make_figures(spec, comparison, out_dir / "figures", context, say=say)

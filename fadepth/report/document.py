@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from fadepth.report.tables import latex_text
+from fadepth.report.render import latex_text
 
 MANIFEST = "manifest.json"
 
