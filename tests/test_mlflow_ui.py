@@ -1,6 +1,9 @@
-"""The MLflow UI shows a sweep's runs: 4 runs of two schemes in a sqlite store, ``mlflow ui`` on a free
-loopback port (own process group, job execution off), headless Chromium via Playwright on the runs page and
-the compare view.  Screenshots go to tests/artifacts/.  Skipped when Chromium or Playwright is absent.
+"""The MLflow UI shows a sweep's runs: a table_v sweep (parent run + 4 child runs of two schemes, named
+``scheme/seed`` as the sweep names them, with final metrics and ``val/`` curves) in a sqlite store,
+``mlflow ui`` on a free loopback port (own process group, job execution off), headless Chromium via
+Playwright: the runs page with the sweep expanded, the chart view filtered to the primary metric (as
+docs/mlflow-ui.md says), and the compare view.  Screenshots go to tests/artifacts/.  Skipped when Chromium
+or Playwright is absent.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from urllib.parse import quote
 
 import pytest
 
+from fadepth import contracts as c
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 pytestmark = pytest.mark.browser
@@ -25,10 +30,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).parent / "artifacts"
-# (run name, scheme, seed, abs_rel): run names do not contain the scheme, so the scheme on the compare page
-# can only come from the fadepth.scheme tag.
-RUNS = [("cell-a", "sch1", 0, 0.1210), ("cell-b", "sch1", 1, 0.1230), ("cell-c", "sch3", 0, 0.1150),
-        ("cell-d", "sch3", 1, 0.1170)]
+PRIMARY = "abs_rel"  # table_v's primary metric
+# (run name, scheme, seed, abs_rel): run names as the sweep worker writes them (fadepth.contracts.run_name).
+RUNS = [(c.run_name(scheme, seed), scheme, seed, value)
+        for scheme, seed, value in (("sch1", 0, 0.1210), ("sch1", 1, 0.1230), ("sch3", 0, 0.1150), ("sch3", 1, 0.1170))]
+
+
+SWEEP_RUN = "table_v-smoke-abc123def456"
 
 
 def _free_port() -> int:
@@ -44,14 +52,21 @@ def _fill_store(uri: str, artifacts: Path) -> tuple[str, list[str]]:
 
     with tracking(uri):
         experiment_id = mlflow.create_experiment("table_v", artifact_location=artifacts.as_uri())
-        run_ids = []
-        for run_name, scheme, seed, abs_rel in RUNS:
-            tags = {"fadepth.role": "run", "fadepth.table": "table_v", "fadepth.scheme": scheme,
-                    "fadepth.seed": str(seed), "fadepth.spec_hash": "abc123def456", "fadepth.profile": "smoke"}
-            with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-                mlflow.log_params({"model.pb_dsr": 0.9 if scheme == "sch3" else 0.0, "train.seed": seed})
-                mlflow.log_metrics({"abs_rel": abs_rel, "a1": 1 - abs_rel})
-            run_ids.append(run.info.run_id)
+        identity = {c.TABLE: "table_v", c.SPEC_HASH: "abc123def456", c.PROFILE: "smoke",
+                    c.STUDY: "table_v-abc123def456-smoke"}
+        with mlflow.start_run(experiment_id=experiment_id, run_name=SWEEP_RUN,
+                              tags={c.ROLE: c.ROLE_SWEEP, c.PRIMARY_METRIC: PRIMARY, **identity}) as parent:
+            run_ids = []
+            for run_name, scheme, seed, abs_rel in RUNS:
+                tags = {c.ROLE: c.ROLE_RUN, c.SCHEME: scheme, c.SEED: str(seed), **identity}
+                with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, nested=True) as run:
+                    mlflow.log_params({"model.pb_dsr": 0.9 if scheme == "sch3" else 0.0, "train.seed": seed})
+                    for step in (20, 40, 60):
+                        mlflow.log_metric(c.VAL_CURVE.format(PRIMARY), abs_rel + 1.0 / step, step=step)
+                        mlflow.log_metric(c.TRAIN_CURVE.format("cr/photometric"), 0.2 - step / 1000, step=step)
+                    mlflow.log_metrics({PRIMARY: abs_rel, "a1": 1 - abs_rel}, step=60)
+                run_ids.append(run.info.run_id)
+        del parent
     return experiment_id, run_ids
 
 
@@ -107,16 +122,30 @@ def browser():
             browser.close()
 
 
-def test_runs_page_and_compare_view_show_the_schemes(mlflow_ui, browser):
+def test_runs_named_scheme_seed_chart_of_the_primary_metric_and_compare_view(mlflow_ui, browser):
     base, experiment_id, run_ids = mlflow_ui
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.set_default_timeout(90_000)
 
+    # Runs page (docs/mlflow-ui.md, "Compare the schemes of one table"): the sweep run, expanded (+) -> its runs.
     page.goto(f"{base}/#/experiments/{experiment_id}/runs", wait_until="domcontentloaded")
-    for run_name, *_ in RUNS:  # never wait for networkidle: the UI keeps polling
+    page.get_by_text(SWEEP_RUN, exact=True).first.wait_for()  # never wait for networkidle: the UI keeps polling
+    page.locator("button[data-component-id*='runnamecellrenderer']").first.click()  # the + beside the sweep run
+    for run_name, *_ in RUNS:
         page.get_by_text(run_name, exact=True).first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "mlflow_ui_runs.png"), full_page=True)
+
+    # Chart view, filtered to the primary metric: its final value (bar per run) and its validation curve.
+    page.locator("label:has(input[value='CHART'])").first.click()
+    page.get_by_placeholder("Search metric charts").fill(PRIMARY)
+    page.get_by_text(c.VAL_CURVE.format(PRIMARY), exact=True).first.wait_for()
+    page.get_by_text(PRIMARY, exact=True).first.wait_for()
+    page.wait_for_timeout(2000)
+    page.screenshot(path=str(ARTIFACTS / "mlflow_ui_chart_primary.png"), full_page=True)
+    text = page.inner_text("body")
+    assert c.TRAIN_CURVE.format("cr/photometric") not in text  # the search keeps only the primary metric's charts
+    assert all(f"{run_name} ({c.VAL_CURVE.format(PRIMARY)})" in text for run_name, *_ in RUNS)  # curve legend
 
     runs = quote(json.dumps(run_ids))
     experiments = quote(json.dumps([experiment_id]))
@@ -129,4 +158,4 @@ def test_runs_page_and_compare_view_show_the_schemes(mlflow_ui, browser):
     assert scheme_rows, "no fadepth.scheme row on the compare page"
     assert scheme_rows[0].split()[1:] == [scheme for _, scheme, _, _ in RUNS]  # one column per run, in order
     assert all(run_name in text for run_name, *_ in RUNS)
-    assert "abs_rel" in text
+    assert PRIMARY in text

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,7 +35,7 @@ def make_spec(**changes) -> SimpleNamespace:
     ]
     fields = dict(
         name="table_v", title="Table V: drop rates pb_dsr and pb_sd", paper_table="table05_drop.csv",
-        kind="train", baseline="sch3", seeds=[0, 1], profiles={"smoke": None, "paper": None},
+        kind="train", baseline="sch3", seeds=[0, 1], profiles={"smoke": None, "paper": None}, figures=["drop_rates"],
         metrics=SimpleNamespace(primary="abs_rel", direction="minimize", columns=METRICS),
         schemes=schemes, overrides={"optim.lr": 1e-4}, path=Path("ablations/table_v.yaml"), spec_hash=HASH,
     )
@@ -95,46 +93,41 @@ def built(store, tmp_path_factory):
 def test_summary_uses_finished_runs_of_one_profile_and_hash(store):
     summary = runs.load_summary(make_spec(), store, "paper", METRICS)
     assert summary.counts.to_dict() == {"sch1": 2, "sch2a": 2, "sch3": 2, "no_auto_mask": 1}
-    assert summary.means.at["sch1", "abs_rel"] == pytest.approx(0.121)
-    assert summary.stds.at["sch1", "abs_rel"] == pytest.approx(0.0014142, abs=1e-6)
-    assert pd.isna(summary.stds.at["no_auto_mask", "abs_rel"])
+    assert summary.seeds_of("sch1", "abs_rel") == pytest.approx({0: 0.120, 1: 0.122})
+    assert summary.seeds == [0, 1]
 
 
-def test_latex_table_numbers_bold_ties_escaping(built):
+def test_latex_table_bold_only_ours_escaping_minus(built):
     result, out = built
     tex = (out / "table_v.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "\\caption{" in tex and "\\label{tab:table_v}" in tex
-    assert "0.1210 $\\pm$ 0.0014" in tex  # mean ± std with two seeds
-    assert tex.count("\\textbf{0.1150 $\\pm$ 0.0000}") == 2  # sch2a and sch3 tie: both bold
-    assert "\\textbf{0.1210" not in tex
+    assert "0.1210 $\\pm$ 0.0127" in tex  # two seeds: mean ± half-width of the 95 % t-interval (12.706 · 0.001)
+    assert tex.count("\\textbf{0.1150 $\\pm$ 0.0000}") == 4  # sch2a and sch3 tie (AbsRel, both tables)
+    assert "\\textbf{0.1216}" not in tex  # the paper's rows are never bold
     assert "no\\_auto\\_mask" in tex and "no_auto_mask" not in tex.replace("no\\_auto\\_mask", "")
-    assert " 0.1300 " in tex or "& 0.1300 &" in tex  # one seed: no ± part
-    assert "0.1300 $\\pm$" not in tex
+    assert "0.1300 (1 seed: no interval)" in tex and "0.1300 $\\pm$" not in tex
     assert "AbsRel $\\downarrow$" in tex and "$\\delta<1.25$ $\\uparrow$" in tex
-    assert "$\\Delta$ AbsRel" in tex and "+0.0060" in tex
-    assert "\\textbf{0.8850 $\\pm$ 0.0000}" in tex  # a1 (higher is better) of the tie
+    assert "$\\Delta$ AbsRel ours" in tex and "+0.0060 [" in tex
 
 
 def test_paper_rows_beside_ours(built):
     _, out = built
-    frame = pd.read_csv(out / "table_v.csv")
+    claims = pd.read_csv(out / "table_v.csv").set_index("scheme")
+    assert claims["paper"].dropna().to_dict() == pytest.approx({"sch1": 0.1241, "sch2a": 0.1231, "sch3": 0.1216})
+    assert claims.at["sch1", "delta_paper"] == pytest.approx(0.0025)
+    assert claims.at["sch1", "n"] == 2 and claims.at["no_auto_mask", "pb_dsr"] == pytest.approx(0.5)
+    frame = pd.read_csv(out / "table_v_all.csv")
     paper = frame[frame["source"] == "paper"].set_index("scheme")
     assert paper["abs_rel"].to_dict() == pytest.approx({"sch1": 0.1241, "sch2a": 0.1231, "sch3": 0.1216})
-    assert paper.at["sch1", "delta_abs_rel"] == pytest.approx(0.0025)
-    tex = (out / "table_v.tex").read_text()
-    assert "\\textbf{0.1216}" in tex  # the paper's best among the paper's rows
-    assert "paper" in tex and "ours" in tex
-    ours = frame[frame["source"] == "ours"].set_index("scheme")
-    assert ours.at["sch1", "n"] == 2 and ours.at["sch1", "abs_rel_std"] == pytest.approx(0.0014142, abs=1e-6)
-    assert ours.at["no_auto_mask", "pb_dsr"] == pytest.approx(0.5)  # setting read from the overrides
 
 
 def test_markdown_table(built):
     _, out = built
     md = (out / "table_v.md").read_text()
-    assert "AbsRel ↓" in md and "Δ AbsRel" in md
-    assert md.count("**0.1150 ± 0.0000**") == 2
+    assert md.startswith("Verdict on 2 paper claim(s)")
+    assert "Ours AbsRel ↓" in md and "Δ AbsRel ours" in md
+    assert md.count("**0.1150 ± 0.0000**") == 4
     assert "no\\_auto\\_mask" in md
 
 
@@ -171,26 +164,33 @@ def test_missing_store_is_not_created(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "absent.db").exists()
 
 
-def test_complexity_table_beside_the_paper(tmp_path, monkeypatch):
-    def complexity_rows(names, height, width, device, fps):
-        return [{"name": n, "params_enc": 2.0e6, "params_dec": 0.3e6, "params": 2.3e6, "gflops_enc": 0.2,
-                 "gflops_dec": 0.15, "gflops": 0.35, "mac_enc_m": 40.0, "mac_dec_m": 50.0, "fps": None,
-                 "device": device} for n in names]
+def test_complexity_table_reads_the_logged_counts(tmp_path):
+    """Complexity tables read the counts the sweep logged (ComplexityRow metrics); nothing is measured again."""
+    from fadepth import contracts
 
-    monkeypatch.setitem(sys.modules, "fadepth.complexity", types.SimpleNamespace(complexity_rows=complexity_rows))
-    cfg = SimpleNamespace(model=SimpleNamespace(name="smalldepth"), data=SimpleNamespace(height=128, width=416))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    row = contracts.ComplexityRow.from_counts({"params_enc": 2.0e6, "params_dec": 0.3e6, "params": 2.3e6,
+                                               "gflops_enc": 0.2, "gflops_dec": 0.15, "gflops": 0.35,
+                                               "mac_enc_m": 40.0, "mac_dec_m": 50.0, "fps": 120.0})
+    with runs.tracking(uri):
+        experiment_id = mlflow.create_experiment("table_i", artifact_location=(tmp_path / "a").as_uri())
+        tags = {"fadepth.role": "run", "fadepth.scheme": "SmallDepth", "fadepth.seed": "0",
+                "fadepth.spec_hash": HASH, "fadepth.profile": "paper"}
+        with mlflow.start_run(experiment_id=experiment_id, tags=tags):
+            mlflow.log_params({"model.name": "smalldepth"})
+            mlflow.log_metrics(row.metrics())
     spec = make_spec(
         name="table_i", title="Table I: complexity", paper_table="table01_complexity.csv", kind="complexity",
         baseline=None, metrics=SimpleNamespace(primary="gflops", direction="minimize", columns=["params_m", "gflops"]),
         schemes=[SimpleNamespace(name="SmallDepth", overrides={}, paper={"method": "SmallDepth"})],
-        seeds_for=lambda profile: [0], resolve=lambda scheme, seed, profile: cfg)
-    result = report.build_spec(spec, tracking_uri=f"sqlite:///{tmp_path / 'none.db'}", out_dir=tmp_path)
-    frame = pd.read_csv(tmp_path / "table_i.csv").set_index("source")
+        figures=["speed_accuracy"])
+    result = report.build_spec(spec, tracking_uri=uri, out_dir=tmp_path, profile="paper", say=lambda _: None)
+    frame = pd.read_csv(tmp_path / "table_i_all.csv").set_index("source")
     assert frame.at["ours", "param_m"] == pytest.approx(2.3) and frame.at["paper", "param_m"] == pytest.approx(2.35)
     assert frame.at["ours", "gflops"] == pytest.approx(0.35) and frame.at["paper", "gflops"] == pytest.approx(0.42)
     assert "Param (M) $\\downarrow$" in (tmp_path / "table_i.tex").read_text()
     assert result.figures == []  # no finished training runs -> the speed-accuracy scatter is skipped
-    bottom = pd.read_csv(tmp_path / "table_iv_complexity.csv").set_index("source")  # Table IV from the same counts
+    bottom = pd.read_csv(tmp_path / "table_iv_complexity_all.csv").set_index("source")  # Table IV, same counts
     assert bottom.at["ours", "param_enc_m"] == pytest.approx(2.0)
     assert bottom.at["paper", "param_enc_m"] == pytest.approx(2.07)
     assert "\\input{table_iv_complexity.tex}" in (tmp_path / "report.tex").read_text()

@@ -9,7 +9,11 @@ EPILOG = """examples:
   fadepth train train.iterations=500 model.etm.enabled=true optim.lr=4e-4 train.out_dir=runs/etm
 
 Overrides are dotted keys of the typed config (see fadepth/config.py); values are parsed as YAML.
-A run whose train.out_dir holds a checkpoint of the same config resumes where it stopped."""
+A run whose train.out_dir holds a checkpoint of the same config resumes where it stopped.
+
+Tracking: every run is logged to a local MLflow store (default sqlite:///$PWD/runs/mlflow.db, experiment
+fadepth-train): params, train/* and val/* curves (val every train.val_every iterations), depth panels and the
+final metrics. Browse with the command in docs/mlflow-ui.md; --no-track logs nothing."""
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -21,6 +25,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the final metrics as JSON")
     p.add_argument("--dry-run", action="store_true",
                    help="validate the config and every data file the run would read, print the config, train nothing")
+    p.add_argument("--no-track", action="store_true", help="do not log the run to MLflow")
+    p.add_argument("--tracking-uri", help="MLflow store (default sqlite:///$PWD/runs/mlflow.db)")
+    p.add_argument("--experiment", default="fadepth-train", help="MLflow experiment (default fadepth-train)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,10 +49,44 @@ def run(args: argparse.Namespace) -> int:
     from fadepth.evaluation import format_row
     from fadepth.train import train
 
-    result = train(cfg, resume=not args.no_resume)
+    tracked = None if args.no_track else _start_tracking(cfg, args)
+    try:
+        result = train(cfg, callbacks=tracked[2] if tracked else (), resume=not args.no_resume)
+    except BaseException as exc:
+        if tracked:
+            from fadepth.sweep.tracking import fail_run
+
+            fail_run(tracked[0], tracked[1], exc, status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    if tracked:
+        client, run_id, _ = tracked
+        from fadepth.sweep.tracking import log_final_metrics
+
+        log_final_metrics(client, run_id, result.metrics, step=result.iterations)
+        client.set_terminated(run_id, status="FINISHED")
+        print(f"MLflow run {run_id} at {args.tracking_uri or _default_uri()} (experiment {args.experiment})")
     print(f"checkpoint: {result.checkpoint}")
     print(format_row(result.metrics, header=True))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"metrics": result.metrics, "checkpoint": str(result.checkpoint)}, fh, indent=2)
     return 0
+
+
+def _default_uri() -> str:
+    from pathlib import Path
+
+    return f"sqlite:///{(Path.cwd() / 'runs' / 'mlflow.db').resolve()}"
+
+
+def _start_tracking(cfg, args: argparse.Namespace):
+    """(client, run id, trainer callbacks) of a new MLflow run for this training."""
+    from pathlib import Path
+
+    from fadepth.sweep import tracking as tr
+
+    uri = args.tracking_uri or _default_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    client, run_id = tr.start_train_run(uri, cfg, args.experiment)
+    return client, run_id, [tr.CurveLogger(client, run_id), tr.PanelLogger(client, run_id, cfg)]

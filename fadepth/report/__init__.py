@@ -1,7 +1,9 @@
 """Reports: the paper's tables with our numbers beside the paper's, figures, one LaTeX document.
 
-* :mod:`fadepth.report.runs`      read FINISHED child runs from MLflow, mean/std/n per scheme
-* :mod:`fadepth.report.tables`    comparison frame -> ``table_x.tex`` (Styler), ``.md``, ``.csv``
+* :mod:`fadepth.report.runs`      read one sweep's FINISHED child runs from MLflow (values per scheme x seed)
+* :mod:`fadepth.report.stats`     mean and t-interval over seeds, paired Δ to the baseline, verdicts
+* :mod:`fadepth.report.tables`    ours beside the paper's rows: the claims and all-metrics frames
+* :mod:`fadepth.report.render`    those frames -> ``table_x.tex`` (Styler), ``.md``, ``.csv`` with the verdict summary
 * :mod:`fadepth.report.figures`   seaborn figures (PNG + PDF)
 * :mod:`fadepth.report.document`  ``report.tex`` with every table and figure built so far
 
@@ -12,14 +14,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable, Sequence
 
 import pandas as pd
 
-from fadepth.report import document, figures, runs, tables
+from fadepth import contracts
+from fadepth.report import document, figures, render, runs, tables
 from fadepth.report.runs import ReportError, default_tracking_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +38,8 @@ class BuildResult:
     figures: list[figures.FigureFile] = field(default_factory=list)
     document: Path | None = None
     logged_to: str | None = None  # run id of the sweep run that received the artifacts
+    study: str | None = None  # the sweep (Optuna study) whose runs make the table
+    comparisons: dict[str, tables.Comparison] = field(default_factory=dict)
 
 
 def load_spec(path: str | Path):
@@ -45,8 +51,8 @@ def load_spec(path: str | Path):
 # ----------------------------------------------------------------------------------- profiles
 def choose_profile(spec, tracking_uri: str, requested: str | None) -> str:
     """The requested profile, else 'paper' if it has runs, else the only profile with runs."""
-    if requested or spec.kind == "complexity":
-        return requested or PREFERRED_PROFILE
+    if requested:
+        return requested
     found = runs.profiles_with_runs(spec, tracking_uri)
     if PREFERRED_PROFILE in found or not found:
         return PREFERRED_PROFILE
@@ -70,52 +76,49 @@ def no_runs_message(spec, tracking_uri: str, profile: str) -> str:
 
 
 # ----------------------------------------------------------------------------------- comparisons
-def train_comparison(spec, tracking_uri: str, profile: str) -> tuple[tables.Comparison, str]:
+def comparison_for(spec, summary: runs.RunSummary, unfinished: dict[str, str]) -> tables.Comparison:
+    """Ours (the sweep's logged metrics) beside the paper's rows, with statistics and verdicts."""
     paper = tables.load_paper_table(spec.paper_table)
-    metrics = tables.ordered_metrics(spec.metrics.columns, paper)
-    summary = runs.load_summary(spec, tracking_uri, profile, spec.metrics.columns)
-    if summary.empty:
-        raise ReportError(no_runs_message(spec, tracking_uri, profile))
-    ours = tables.ours_from_summary(summary, metrics)
-    primary = tables.PAPER_COLUMN.get(spec.metrics.primary, spec.metrics.primary)
-    low, high = int(summary.counts.min()), int(summary.counts.max())
-    seeds = f"{low}" if low == high else f"{low}--{high}"
-    what = f"Ours: mean $\\pm$ std over {seeds} finished seed(s) per scheme"
-    return tables.build_comparison(spec, ours, paper, metrics, primary), what
+    statistical = spec.kind != "complexity"
+    if statistical:
+        metrics = tables.ordered_metrics(spec.metrics.columns, paper)
+        primary = tables.PAPER_COLUMN.get(spec.metrics.primary, spec.metrics.primary)
+    else:
+        metrics, primary = tables.complexity_metrics(spec, paper)
+    ours = tables.ours_from_summary(summary, metrics, primary, spec.baseline if statistical else None)
+    return tables.build_comparison(spec, ours, paper, metrics, primary, unfinished, statistical)
 
 
-def measure_complexity(spec, profile: str, device: str, fps: bool) -> dict[str, dict]:
-    """``complexity_rows`` per scheme, at the resolution of the scheme's resolved config."""
-    from fadepth.complexity import complexity_rows
-
-    measured = {}
-    for scheme in spec.schemes:
-        cfg = spec.resolve(scheme.name, spec.seeds_for(profile)[0], profile)
-        (row,) = complexity_rows([cfg.model.name], height=cfg.data.height, width=cfg.data.width,
-                                 device=device, fps=fps)
-        measured[scheme.name] = {**row, "model": cfg.model.name, "size": f"{cfg.data.height}x{cfg.data.width}"}
-    return measured
+def logged_metric_names(spec) -> list[str]:
+    """The MLflow metric names a spec's runs carry (complexity: every ComplexityRow field)."""
+    if spec.kind == "complexity":
+        return [f.name for f in fields(contracts.ComplexityRow)]
+    return list(spec.metrics.columns)
 
 
-def complexity_comparison(spec, measured: dict[str, dict]) -> tuple[tables.Comparison, str]:
-    paper = tables.load_paper_table(spec.paper_table)
-    metrics, primary = tables.complexity_metrics(spec, paper)
-    ours = tables.ours_from_complexity(measured, metrics)
-    sizes = sorted({row["size"] for row in measured.values()})
-    devices = sorted({str(row.get("device", "?")) for row in measured.values()})
-    what = f"Ours: counted at {', '.join(sizes)} on {', '.join(devices)} (fadepth.complexity)"
-    return tables.build_comparison(spec, ours, paper, metrics, primary), what
+def model_of(summary: runs.RunSummary) -> dict[str, str]:
+    """``{scheme: model.name}`` from the runs' params."""
+    frame = summary.runs
+    if frame.empty or "params.model.name" not in frame:
+        return {}
+    return frame.groupby(runs.SCHEME_TAG)["params.model.name"].last().dropna().to_dict()
 
 
-def speed_accuracy_points(measured: dict[str, dict], tracking_uri: str, profile: str) -> pd.DataFrame:
-    """Our architectures with complexity and their best finished AbsRel (for the speed-accuracy scatter)."""
+def speed_accuracy_points(spec, summary: runs.RunSummary, tracking_uri: str, profile: str) -> pd.DataFrame:
+    """Our architectures with their logged complexity and best finished AbsRel (the speed-accuracy scatter)."""
+    models = model_of(summary)
     try:
-        best = runs.best_abs_rel_by_model(tracking_uri, profile, [r["model"] for r in measured.values()])
+        best = runs.best_abs_rel_by_model(tracking_uri, profile, sorted(set(models.values())))
     except ReportError:
         return pd.DataFrame()
-    points = [{"label": f"{scheme} (ours)", "gflops": tables._in_paper_units("gflops", row.get("gflops")),
-               "fps": row.get("fps"), "abs_rel": best[row["model"]]}
-              for scheme, row in measured.items() if row["model"] in best]
+    points = []
+    for scheme in summary.schemes:
+        model = models.get(scheme)
+        if model not in best:
+            continue
+        seeds = summary.values.loc[scheme]
+        points.append({"label": f"{scheme} (ours)", "gflops": seeds["gflops"].mean() if "gflops" in seeds else None,
+                       "fps": seeds["fps"].mean() if "fps" in seeds else None, "abs_rel": best[model]})
     return pd.DataFrame(points)
 
 
@@ -125,63 +128,79 @@ COMPANIONS = {"table01_complexity.csv": ("table04_complexity.csv", "table_iv_com
                                          {"rn18": "RN18", "mobilenetv3": "MobileNetV3", "smalldepth": "SmallDepth"})}
 
 
-def companion_spec(spec, measured: dict[str, dict]):
+def companion_spec(spec, models: dict[str, str]):
     """A spec-like view of ``spec`` restricted to the companion table's architectures, or None."""
     if spec.paper_table not in COMPANIONS:
         return None
     paper_table, name, by_model = COMPANIONS[spec.paper_table]
-    schemes = [SimpleNamespace(name=s.name, overrides=s.overrides, paper={"scheme": by_model[measured[s.name]["model"]]})
-               for s in spec.schemes if measured[s.name]["model"] in by_model]
+    schemes = [SimpleNamespace(name=s.name, overrides=s.overrides, paper={"scheme": by_model[models[s.name]]})
+               for s in spec.schemes if models.get(s.name) in by_model]
     if not schemes:
         return None
     baseline = spec.baseline if spec.baseline in {s.name for s in schemes} else None
     title = "Table IV (bottom): encoder / decoder complexity of the DepthNets (same counts as Table I)"
     metrics = SimpleNamespace(primary="gflops", direction="minimize", columns=["params_m", "gflops", "fps"])
     return SimpleNamespace(name=name, title=title, paper_table=paper_table, kind="complexity", baseline=baseline,
-                           schemes=schemes, metrics=metrics, overrides={}, path=spec.path, spec_hash=spec.spec_hash)
+                           schemes=schemes, metrics=metrics, overrides={}, path=spec.path, spec_hash=spec.spec_hash,
+                           figures=[])
 
 
 # ----------------------------------------------------------------------------------- one build
-def build_spec(spec, *, tracking_uri: str, out_dir: Path, profile: str | None = None, device: str = "cpu",
-               fps: bool = False, log_artifacts: bool = True, say: Callable[[str], None] = print) -> BuildResult:
+def build_spec(spec, *, tracking_uri: str, out_dir: Path, profile: str | None = None, study: str | None = None,
+               log_artifacts: bool = True, say: Callable[[str], None] = print) -> BuildResult:
     """Tables (+ figures, report.tex, MLflow artifacts) for one spec.  Raises ReportError with the reason."""
     profile = choose_profile(spec, tracking_uri, profile)
+    study = runs.choose_study(spec, tracking_uri, profile, study)
+    summary = runs.load_summary(spec, tracking_uri, profile, logged_metric_names(spec), study)
+    if summary.empty:
+        raise ReportError(no_runs_message(spec, tracking_uri, profile))
+    unfinished = runs.unfinished_schemes(spec, tracking_uri, profile, study, summary.schemes)
+    comparison = comparison_for(spec, summary, unfinished)
     context = {"accuracy_profile": profile}
     if spec.kind == "complexity":
-        measured = measure_complexity(spec, profile, device, fps)
-        comparison, what = complexity_comparison(spec, measured)
-        context["ours_speed_accuracy"] = speed_accuracy_points(measured, tracking_uri, profile)
+        context["ours_speed_accuracy"] = speed_accuracy_points(spec, summary, tracking_uri, profile)
+        what = "Ours: the counts the sweep logged (fadepth.complexity)"
     else:
-        comparison, what = train_comparison(spec, tracking_uri, profile)
-    caption = tables.caption_text(spec, comparison, profile if spec.kind == "train" else None, what)
-    result = BuildResult(spec.name, profile)
-    result.files = tables.write_table_files(comparison, out_dir, spec.name, caption)
-    result.figures = figures.make_figures(spec, comparison, out_dir / "figures", context, say=say)
-    entry = document.entry_for(spec, profile, result.files[0], result.figures, out_dir)
-    result.document = document.write_document(out_dir, entry, tracking_uri)
-    companion = companion_spec(spec, measured) if spec.kind == "complexity" else None
+        what = "Ours: the sweep's finished runs"
+    result = BuildResult(spec.name, profile, study=study)
+    _write_tables(spec, comparison, profile, summary.seeds, what, out_dir, result, context, tracking_uri, say)
+    companion = companion_spec(spec, model_of(summary)) if spec.kind == "complexity" else None
     if companion is not None:
-        comparison, _ = complexity_comparison(companion, {s.name: measured[s.name] for s in companion.schemes})
-        caption = tables.caption_text(companion, comparison, None, what)
-        companion_files = tables.write_table_files(comparison, out_dir, companion.name, caption)
-        result.files += companion_files
-        entry = document.entry_for(companion, profile, companion_files[0], [], out_dir)
-        result.document = document.write_document(out_dir, entry, tracking_uri)
+        comparison = comparison_for(companion, summary, {})
+        _write_tables(companion, comparison, profile, summary.seeds, what, out_dir, result, {}, tracking_uri, say)
     if log_artifacts:
-        result.logged_to = log_to_sweep_run(spec, tracking_uri, profile, result)
+        result.logged_to = log_to_sweep_run(spec, tracking_uri, profile, study, result)
     return result
 
 
-def log_to_sweep_run(spec, tracking_uri: str, profile: str, result: BuildResult) -> str | None:
-    """Attach tables and figures to the sweep's parent run (tag fadepth.role=sweep), when it exists."""
+def _write_tables(spec, comparison, profile, seeds, what, out_dir, result, context, tracking_uri, say) -> None:
+    caption_tex = render.caption_text(spec, comparison, profile, seeds, what, latex=True)
+    caption_md = render.caption_text(spec, comparison, profile, seeds, what, latex=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = render.write_table_files(comparison, out_dir, spec.name, caption_tex, caption_md, seeds)
+    for warning in {str(w.message) for w in caught}:
+        say(f"[report] {spec.name}: warning: {warning}")
+    made = figures.make_figures(spec, comparison, out_dir / "figures", context, say=say)
+    entry = document.entry_for(spec, profile, files[0], made, out_dir)
+    result.document = document.write_document(out_dir, entry, tracking_uri)
+    result.files += files
+    result.figures += made
+    result.comparisons[spec.name] = comparison
+
+
+def log_to_sweep_run(spec, tracking_uri: str, profile: str, study: str | None, result: BuildResult) -> str | None:
+    """Attach the tables (files and an MLflow table) and figures to the sweep's parent run, when it exists."""
     if runs.sqlite_path(tracking_uri) is not None and not runs.sqlite_path(tracking_uri).is_file():
         return None
-    run_id = runs.find_sweep_run(spec, tracking_uri, profile)
+    run_id = runs.find_sweep_run(spec, tracking_uri, profile, study)
     if run_id is None:
         return None
     runs.log_artifacts(tracking_uri, run_id, result.files, "report")
     figure_files = [p for f in result.figures for p in (f.png, f.pdf)]
     runs.log_artifacts(tracking_uri, run_id, figure_files, "report/figures")
+    for name, comparison in result.comparisons.items():
+        runs.log_table(tracking_uri, run_id, comparison.claims, f"report/{name}_claims.json")
     return run_id
 
 
@@ -195,8 +214,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", help="run profile (smoke|paper); default: paper, or the only one with runs")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default sqlite:///$PWD/runs/mlflow.db)")
     parser.add_argument("--out", default="reports/out", help="output folder (default reports/out)")
-    parser.add_argument("--device", default="cpu", help="device for complexity specs (default cpu)")
-    parser.add_argument("--fps", action="store_true", help="also time FPS for complexity specs")
+    parser.add_argument("--study", help="the sweep (Optuna study name, printed by sweeps/run.py) whose runs to "
+                                        "tabulate, when several sweeps of one spec and profile differ in --set")
     parser.add_argument("--no-log", action="store_true", help="do not attach the outputs to the sweep run")
     args = parser.parse_args(argv)
     if bool(args.spec) == bool(args.all):
@@ -207,8 +226,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def _build_one(path: Path, args: argparse.Namespace, tracking_uri: str) -> BuildResult:
     spec = load_spec(path)
     result = build_spec(spec, tracking_uri=tracking_uri, out_dir=Path(args.out), profile=args.profile,
-                        device=args.device, fps=args.fps, log_artifacts=not args.no_log)
-    print(f"[report] {spec.name} (profile {result.profile}): "
+                        study=args.study, log_artifacts=not args.no_log)
+    print(f"[report] {spec.name} (profile {result.profile}, sweep {result.study or '-'}): "
           + ", ".join(str(p) for p in [*result.files, *(f.png for f in result.figures)]))
     if result.logged_to:
         print(f"[report] {spec.name}: logged to the sweep run {result.logged_to}")

@@ -2,18 +2,20 @@
 
 Each build records what it wrote in ``manifest.json`` (one entry per spec), so building the tables one at a
 time still yields one document.  Tables are ``\\input`` as written by the Styler; figures are included as
-PDF.  The document needs only booktabs, longtable, graphicx, amssymb and geometry (all in
+PDF.  The document opens on the first table (the MLflow store's path is a footnote), and each table carries
+the paper's number (``\thetable`` = V for Table V).  The document needs only booktabs, longtable, graphicx, amssymb and geometry (all in
 texlive-latex-base / -recommended) and compiles with pdflatex.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jinja2
 
-from fadepth.report.tables import latex_escape
+from fadepth.report.render import latex_text
 
 MANIFEST = "manifest.json"
 
@@ -30,23 +32,28 @@ TEMPLATE = r"""\documentclass[10pt]{article}
 \makeatletter
 \g@addto@macro\@floatboxreset{\scriptsize}% tables in floats: small type (floats reset the font size)
 \makeatother
-\title{FA-Depth ablations: ours beside the paper}
-\author{fadepth report (reports/build.py)}
-\date{}
 \begin{document}
-\maketitle
-Each table shows our runs (source ours: mean $\pm$ std over the finished seeds of one profile) beside the
-paper's own rows (source paper), from the MLflow store << store >>.
 <% for entry in entries %>
+<% if not loop.first %>
 \clearpage
-\section*{<< entry.heading >>}
+<% endif %>
+<% if entry.number %>
+\renewcommand{\thetable}{<< entry.number >>}
+<% else %>
+\renewcommand{\thetable}{\arabic{table}}
+<% endif %>
+\section*{<< entry.heading >><% if loop.first %>\footnotemark<% endif %>}
+<% if loop.first %>
+\footnotetext{Our numbers are read from the MLflow store << store >> (reports/build.py); the paper's from
+FA-Depth's tables. Ours: mean $\pm$ half-width of the 95\,\% Student-t interval over seeds.}
+<% endif %>
 {\scriptsize
 \input{<< entry.table >>}
 }
 <% for figure in entry.figures %>
 \begin{figure}[htbp]
 \centering
-\includegraphics[width=\linewidth,height=0.8\textheight,keepaspectratio]{<< figure.file >>}
+\includegraphics[width=0.8\linewidth,height=0.6\textheight,keepaspectratio]{<< figure.file >>}
 \caption{<< figure.caption >>}
 \end{figure}
 <% endfor %>
@@ -62,14 +69,21 @@ class ManifestEntry:
     order: str  # sort key: the paper table's file name (table01 ... table10), else the spec name
     table: str  # file name of the table's .tex, relative to the output folder
     profile: str | None = None
+    number: str = ""  # the paper's table number (roman), printed as LaTeX's table number
     figures: list[dict[str, str]] = field(default_factory=list)  # {"file": relative pdf, "caption": LaTeX}
 
 
+def table_number(title: str) -> str:
+    """'Table V: ...' -> 'V' ('' when the title does not start with a paper table number)."""
+    match = re.match(r"^\s*Table\s+([IVXLC]+)\b", title or "")
+    return match.group(1) if match else ""
+
+
 def entry_for(spec, profile: str | None, table_file: Path, figures, out_dir: Path) -> ManifestEntry:
-    heading = latex_escape(spec.title or spec.name)
+    heading = latex_text(spec.title or spec.name)
     return ManifestEntry(
         name=spec.name, heading=heading, order=spec.paper_table or spec.name, table=table_file.name,
-        profile=profile,
+        profile=profile, number=table_number(spec.title),
         figures=[{"file": f.pdf.relative_to(out_dir).as_posix(), "caption": f.caption} for f in figures],
     )
 
@@ -94,7 +108,7 @@ def render_document(entries: dict[str, ManifestEntry], store: str) -> str:
                              variable_end_string=">>", comment_start_string="<#", comment_end_string="#>",
                              autoescape=False, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     ordered = sorted(entries.values(), key=lambda e: e.order)
-    return env.from_string(TEMPLATE).render(entries=ordered, store=latex_escape(store))
+    return env.from_string(TEMPLATE).render(entries=ordered, store=latex_text(store))
 
 
 def write_document(out_dir: Path, entry: ManifestEntry, store: str) -> Path:

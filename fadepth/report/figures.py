@@ -1,26 +1,37 @@
-"""Seaborn figures for the ablation tables: ours beside the paper's, PNG + PDF under ``figures/``.
+"""Figures for the ablation tables: the Δ to the baseline, paper and ours on one axis; PNG + PDF under ``figures/``.
 
-Each figure is built from a :class:`~fadepth.report.tables.Comparison` (ours = means over the finished
-seeds, paper = the CSV rows), keyed by the spec's ``paper_table``.  A figure whose data is missing is
-skipped with a message (:class:`SkipFigure`), never drawn empty.  Matplotlib's object API is used
-(``Figure``, no pyplot), so no GUI backend is touched.
+Absolute numbers of a small reproduction and of the paper can differ by a factor (e.g. AbsRel 0.52 vs 0.12),
+which flattens both curves on a shared y axis; the claims are about differences, so every figure plots
+Δ = scheme minus baseline of the table's primary metric (:class:`~fadepth.report.tables.Comparison`'s
+``claims``): the paper's Δ (dashed, crosses) and ours (solid, circles) with its 95 % paired t-interval as
+error bars.  The baseline is Δ = 0 by definition.  Which figures a spec gets is its ``figures`` field
+(names in :data:`fadepth.contracts.FIGURES`).  A figure whose data is missing is skipped with a message
+(:class:`SkipFigure`), never drawn empty.  Fonts: Computer Modern at 9 pt, like the LaTeX document; the
+figures are drawn at the width they are printed (0.8 of the landscape text width), so sizes match.
+Matplotlib's object API is used (``Figure``, no pyplot), so no GUI backend is touched.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from fadepth import contracts
 from fadepth.report.tables import METRICS, PAPER_DIR, Comparison
 
-sns.set_theme(style="whitegrid", context="paper")
+PRINT_WIDTH_IN = 0.8 * (29.7 - 2) / 2.54  # 0.8 \linewidth of a landscape A4 page with 1 cm margins
+DOCUMENT_FONT = {"font.family": "serif", "font.serif": ["cmr10", "DejaVu Serif"], "mathtext.fontset": "cm",
+                 "axes.formatter.use_mathtext": True, "axes.unicode_minus": True, "font.size": 9,
+                 "axes.labelsize": 9, "axes.titlesize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+                 "legend.fontsize": 8}
+sns.set_theme(style="whitegrid", context="paper", rc=DOCUMENT_FONT)
 SOURCE_MARKERS = {"ours": "o", "paper": "X"}
-SOURCE_DASHES = {"ours": "", "paper": (4, 2)}
+AXIS_LABELS = {"pb_dsr": r"$pb_{dsr}$", "pb_sd": r"$pb_{sd}$", "pb_t": r"$pb_t$", "r1": r"$r_1$", "r2": r"$r_2$"}
 
 
 class SkipFigure(Exception):
@@ -35,21 +46,27 @@ class FigureFile:
     pdf: Path
 
 
-def _label(metric: str) -> str:
+def _metric_text(metric: str) -> str:
     info = METRICS.get(metric)
-    if info is None:
-        return metric
-    return f"{info.text} ({'lower' if info.lower_is_better else 'higher'} is better)"
+    return info.text if info is not None else metric
 
 
-def _numeric(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    missing = [c for c in columns if c not in frame]
-    if missing:
-        raise SkipFigure(f"column(s) {missing} missing")
-    out = frame.copy()
-    for column in columns:
-        out[column] = pd.to_numeric(out[column], errors="coerce")
-    return out
+def _delta_label(comparison: Comparison) -> str:
+    better = "lower" if contracts.lower_is_better(comparison.primary) else "higher"
+    return f"$\\Delta$ {_metric_text(comparison.primary)} to {comparison.baseline} ({better} is better)"
+
+
+def delta_frame(comparison: Comparison) -> pd.DataFrame:
+    """The claims with numeric settings, and Δ = 0 for the baseline (paper and ours)."""
+    if not comparison.baseline:
+        raise SkipFigure("the spec has no baseline: no Δ to plot")
+    data = comparison.claims.copy()
+    for column in comparison.settings:
+        data[column] = pd.to_numeric(data[column], errors="coerce")
+    base = data["scheme"] == comparison.baseline
+    data.loc[base & data["paper"].notna(), "delta_paper"] = 0.0
+    data.loc[base & data["ours"].notna(), ["delta_ours"]] = 0.0
+    return data
 
 
 def one_factor(frame: pd.DataFrame, factor: str, reference: Mapping[str, float]) -> pd.DataFrame:
@@ -61,107 +78,116 @@ def one_factor(frame: pd.DataFrame, factor: str, reference: Mapping[str, float])
     return frame[keep].sort_values(factor)
 
 
-def _line_panel(ax, data: pd.DataFrame, x: str, y: str, hue: str | None, log_x: bool = False,
-                hue_title: str = "paper scheme") -> None:
-    if hue:
-        data, hue = data.rename(columns={hue: hue_title}), hue_title
-    sns.lineplot(data=data, x=x, y=y, hue=hue, style="source", markers=SOURCE_MARKERS, dashes=SOURCE_DASHES,
-                 style_order=["ours", "paper"], ax=ax, errorbar=None)
-    ours = data[(data["source"] == "ours") & data.get(f"{y}_std", pd.Series(np.nan, index=data.index)).notna()]
-    if len(ours):  # our seed-to-seed spread
-        ax.errorbar(ours[x], ours[y], yerr=ours[f"{y}_std"], fmt="none", ecolor="0.4", capsize=3, lw=1)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_ylabel(_label(y))
-
-
-def _metric(comparison: Comparison, preferred: str) -> str:
-    return preferred if preferred in comparison.metrics else comparison.primary
+def _delta_lines(ax, data: pd.DataFrame, x: str, label: str = "", color=None) -> bool:
+    """Paper Δ (dashed) and ours (solid, paired 95 % CI bars) against a numeric ``x``; False if ours is empty."""
+    paper = data.dropna(subset=[x, "delta_paper"])
+    ours = data.dropna(subset=[x, "delta_ours"])
+    line = None
+    if len(ours):
+        err = np.vstack([ours["delta_ours"] - ours["delta_low"], ours["delta_high"] - ours["delta_ours"]])
+        line = ax.errorbar(ours[x], ours["delta_ours"], yerr=np.nan_to_num(err), fmt="-o", ms=4, capsize=3,
+                           lw=1.2, color=color, label=f"{label}ours".strip())
+    if len(paper):
+        ax.plot(paper[x], paper["delta_paper"], "--X", ms=5, lw=1,
+                color=line[0].get_color() if line else color, label=f"{label}paper".strip())
+    ax.axhline(0.0, color="0.3", lw=0.8)
+    return bool(len(ours))
 
 
 def _require_ours(data: pd.DataFrame, what: str) -> None:
     if data.empty:
         raise SkipFigure(f"no rows for {what}")
-    if not (data["source"] == "ours").any():
+    if not data["delta_ours"].notna().any():
         raise SkipFigure(f"none of our finished schemes belongs to {what}")
+
+
+def _figure(n_panels: int, height: float = 3.0) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(PRINT_WIDTH_IN, height), layout="constrained")
+    return fig, np.atleast_1d(fig.subplots(1, n_panels, sharey=True))
+
+
+def _caption(comparison: Comparison, what: str) -> str:
+    metric = METRICS[comparison.primary].latex if comparison.primary in METRICS else comparison.primary
+    return (f"{what}: $\\Delta$ {metric} to the baseline {comparison.baseline} (paper: dashed; ours: solid, "
+            "bars = 95\\,\\% paired Student-t interval over seeds; none with one seed).")
 
 
 # ----------------------------------------------------------------------------------- figures
 def lr_robustness(comparison: Comparison, context: Mapping[str, Any]) -> tuple[Figure, str]:
-    """Table IV: AbsRel against the learning rate, one line per architecture."""
-    metric = _metric(comparison, "abs_rel")
-    data = _numeric(comparison.frame, ["lr"]).dropna(subset=["lr", metric])
+    """Table IV: Δ against the learning rate, one line per architecture."""
+    data = delta_frame(comparison).dropna(subset=["lr"])
     _require_ours(data, "the LR sweep")
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    ax = fig.subplots()
-    _line_panel(ax, data, "lr", metric, hue="paper_label", log_x=True, hue_title="architecture")
+    fig, (ax,) = _figure(1)
+    for label, rows in data.groupby("label", sort=False):
+        _delta_lines(ax, rows.sort_values("lr"), "lr", label=f"{label} ")
+    ax.set_xscale("log")
     ax.set_xlabel("learning rate")
-    ax.legend(title=None, fontsize="small")
-    return fig, f"Table IV: {METRICS[metric].latex} against the learning rate per architecture (ours: solid, paper: dashed)."
+    ax.set_ylabel(_delta_label(comparison))
+    ax.legend(ncol=2)
+    return fig, _caption(comparison, "Table IV, learning rate per architecture")
 
 
 def drop_rates(comparison: Comparison, context: Mapping[str, Any]) -> tuple[Figure, str]:
-    """Table V: the metric against pb_dsr (pb_sd = 0) and against pb_sd (pb_dsr = 0.9), scheduled rates."""
-    metric = _metric(comparison, "abs_rel")
-    data = _numeric(comparison.frame, ["pb_dsr", "pb_sd"]).dropna(subset=[metric])
-    if "constant_rate" in data:
-        data = data[data["constant_rate"].astype(str).str.lower() != "true"]
+    """Table V: Δ against pb_dsr (pb_sd = 0) and against pb_sd (pb_dsr = 0.9), scheduled rates."""
+    data = delta_frame(comparison)
+    if "constant_rate" in comparison.claims:
+        data = data[comparison.claims["constant_rate"].astype(str).str.lower() != "true"]
     reference = {"pb_dsr": 0.9, "pb_sd": 0.0}
-    fig = Figure(figsize=(9, 3.8), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+    fig, axes = _figure(2)
     for ax, factor in zip(axes, reference):
         panel = one_factor(data, factor, reference)
         _require_ours(panel, f"the {factor} curve")
-        _line_panel(ax, panel, factor, metric, hue=None)
-        ax.set_xlabel(factor)
-    return fig, (f"Table V: {METRICS[metric].latex} against the DSR drop rate $pb_{{dsr}}$ ($pb_{{sd}}=0$) and "
-                 "the sparse-downsampling drop rate $pb_{sd}$ ($pb_{dsr}=0.9$); scheduled rates only.")
+        _delta_lines(ax, panel, factor)
+        ax.set_xlabel(AXIS_LABELS.get(factor, factor))
+    axes[0].set_ylabel(_delta_label(comparison))
+    axes[0].legend()
+    return fig, _caption(comparison, "Table V, drop rates $pb_{dsr}$ ($pb_{sd}=0$) and $pb_{sd}$ ($pb_{dsr}=0.9$), "
+                                     "scheduled rates")
 
 
 def etm_drop(comparison: Comparison, context: Mapping[str, Any]) -> tuple[Figure, str]:
-    """Table VII: delta_1 against pb_t, r1 and r2, one factor at a time around (0.1, 0.1, 1)."""
-    metric = _metric(comparison, "a1")
-    data = _numeric(comparison.frame, ["pb_t", "r1", "r2"]).dropna(subset=[metric])
+    """Table VII: Δ against pb_t, r1 and r2, one factor at a time around (0.1, 0.1, 1)."""
+    data = delta_frame(comparison)
     reference = {"pb_t": 0.1, "r1": 0.1, "r2": 1.0}
-    fig = Figure(figsize=(12, 3.8), layout="constrained")
-    axes = fig.subplots(1, 3, sharey=True)
+    fig, axes = _figure(3)
     drawn = 0
     for ax, factor in zip(axes, reference):
         panel = one_factor(data, factor, reference)
-        if panel.empty or not (panel["source"] == "ours").any():
+        if not _delta_lines(ax, panel, factor):
             ax.set_title(f"{factor}: no runs of ours")
-            continue
-        _line_panel(ax, panel, factor, metric, hue="paper_label")
-        ax.set_xlabel(factor)
-        if drawn and ax.get_legend():
-            ax.get_legend().remove()  # the first panel's legend names every line
-        drawn += 1
+        else:
+            drawn += 1
+        ax.set_xlabel(AXIS_LABELS.get(factor, factor))
     if not drawn:
         raise SkipFigure("none of our finished schemes varies pb_t, r1 or r2")
-    return fig, (f"Table VII: {METRICS[metric].latex} against the ETM drop settings $pb_t$, $r_1$, $r_2$, "
-                 "one at a time around $(0.1, 0.1, 1)$.")
+    axes[0].set_ylabel(_delta_label(comparison))
+    axes[0].legend()
+    return fig, _caption(comparison, "Table VII, ETM drop settings $pb_t$, $r_1$, $r_2$ one at a time around "
+                                     "$(0.1, 0.1, 1)$")
 
 
 def pyramid_weights(comparison: Comparison, context: Mapping[str, Any]) -> tuple[Figure, str]:
-    """Table X: a heatmap per pyramid level, schemes x (ours, paper), coloured by delta_1."""
-    metric = _metric(comparison, "a1")
-    data = comparison.frame.dropna(subset=[metric])
-    if "i" not in data or not (data["source"] == "ours").any():
-        raise SkipFigure("no level column 'i' or no finished scheme of ours")
-    levels = [lvl for lvl in dict.fromkeys(data["i"]) if lvl]
-    fig = Figure(figsize=(3.2 * len(levels) + 1, 4.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(levels)))
-    limits = {"vmin": data[metric].min(), "vmax": data[metric].max()}
+    """Table X: Δ per weight scheme, one panel per pyramid level; paper and ours side by side."""
+    data = delta_frame(comparison)
+    if "i" not in comparison.claims:
+        raise SkipFigure("no level column 'i'")
+    data["i"] = comparison.claims["i"]
+    _require_ours(data, "the weight schemes")
+    levels = [lvl for lvl in dict.fromkeys(data["i"].dropna()) if str(lvl)]
+    fig, axes = _figure(len(levels), height=3.4)
     for ax, level in zip(axes, levels):
-        rows = data[data["i"] == level]
-        grid = rows.pivot_table(index="scheme", columns="source", values=metric, sort=False)
-        grid = grid.reindex(columns=["ours", "paper"])
-        sns.heatmap(grid, annot=True, fmt=".4f", cmap="viridis", cbar=ax is axes[-1], ax=ax,
-                    annot_kws={"fontsize": 6}, **limits)
+        rows = data[data["i"] == level].reset_index(drop=True)
+        y = np.arange(len(rows))
+        ours = rows["delta_ours"]
+        err = np.nan_to_num(np.vstack([ours - rows["delta_low"], rows["delta_high"] - ours]))
+        ax.errorbar(ours, y - 0.12, xerr=err, fmt="o", ms=4, capsize=3, label="ours")
+        ax.plot(rows["delta_paper"], y + 0.12, "X", ms=5, label="paper")
+        ax.axvline(0.0, color="0.3", lw=0.8)
+        ax.set_yticks(y, rows["scheme"])
         ax.set_title(f"i = {level}")
-        ax.set_xlabel("")
-        ax.set_ylabel("")
-    return fig, f"Table X: {METRICS[metric].latex} per weight scheme and pyramid level, ours beside the paper's."
+        ax.set_xlabel(_delta_label(comparison))
+    axes[0].legend()
+    return fig, _caption(comparison, "Table X, pyramid weight schemes per level")
 
 
 def paper_speed_accuracy(paper_dir: Path = PAPER_DIR) -> pd.DataFrame:
@@ -185,8 +211,7 @@ def speed_accuracy(comparison: Comparison, context: Mapping[str, Any]) -> tuple[
     if ours is None or ours.empty:
         raise SkipFigure("no architecture of ours has both a complexity count and a finished training run")
     data = pd.concat([paper_speed_accuracy(), ours.assign(source="ours")], ignore_index=True)
-    fig = Figure(figsize=(10, 4.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+    fig, axes = _figure(2, height=3.4)
     for ax, x in zip(axes, ("gflops", "fps")):
         points = data.dropna(subset=[x, "abs_rel"])
         sns.scatterplot(data=points, x=x, y="abs_rel", hue="source", style="source", markers=SOURCE_MARKERS,
@@ -197,29 +222,27 @@ def speed_accuracy(comparison: Comparison, context: Mapping[str, Any]) -> tuple[
         if x == "gflops":  # GFLOPs span two decades; FPS stays linear
             ax.set_xscale("log")
         ax.set_xlabel("GFLOPs" if x == "gflops" else "FPS")
-        ax.set_ylabel(_label("abs_rel"))
+        ax.set_ylabel("AbsRel (lower is better)")
     profile = context.get("accuracy_profile", "?")
     return fig, ("Speed against accuracy: paper = Table I (RTX 4090, batch 1, 128x416) with Table II's "
                  f"Eigen AbsRel; ours = measured complexity with our best finished AbsRel (profile {profile}).")
 
 
-FIGURES: dict[str, list[tuple[str, Callable[[Comparison, Mapping[str, Any]], tuple[Figure, str]]]]] = {
-    "table04_lr.csv": [("lr_robustness", lr_robustness)],
-    "table05_drop.csv": [("drop_rates", drop_rates)],
-    "table07_etm_drop.csv": [("etm_drop", etm_drop)],
-    "table10_pyramid_weights.csv": [("pyramid_weights", pyramid_weights)],
-    "table01_complexity.csv": [("speed_accuracy", speed_accuracy)],
+FIGURES: dict[str, Callable[[Comparison, Mapping[str, Any]], tuple[Figure, str]]] = {
+    "lr_robustness": lr_robustness, "drop_rates": drop_rates, "etm_drop": etm_drop,
+    "pyramid_weights": pyramid_weights, "speed_accuracy": speed_accuracy,
 }
+assert tuple(FIGURES) == contracts.FIGURES, "fadepth.contracts.FIGURES names the figures drawn here"
 
 
 def make_figures(spec, comparison: Comparison, out_dir: Path, context: Mapping[str, Any] | None = None,
                  say: Callable[[str], None] = print) -> list[FigureFile]:
-    """Draw every figure registered for the spec's paper table; skipped ones are reported via ``say``."""
+    """Draw the figures the spec names (field ``figures``); skipped ones are reported via ``say``."""
     made = []
-    for suffix, draw in FIGURES.get(spec.paper_table or "", []):
+    for suffix in getattr(spec, "figures", None) or []:
         name = f"{spec.name}_{suffix}"
         try:
-            fig, caption = draw(comparison, context or {})
+            fig, caption = FIGURES[suffix](comparison, context or {})
         except SkipFigure as why:
             say(f"[report] {spec.name}: figure {name} skipped: {why}")
             continue

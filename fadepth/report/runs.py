@@ -1,8 +1,9 @@
 """Reading a sweep's results back from MLflow (the layout is fixed in docs/architecture.md).
 
-Only child runs count: tag ``fadepth.role=run``, the spec's ``fadepth.spec_hash``, one ``fadepth.profile``,
-status FINISHED.  If a (scheme, seed) cell was run twice, the latest run wins.  Everything else
-(grouping, mean, std, counts) is pandas.
+Only child runs count: tag ``fadepth.role=run``, the spec's ``fadepth.spec_hash``, one ``fadepth.profile``
+and one ``fadepth.study`` (the sweep: spec hash, profile and ``--set`` overrides), status FINISHED.  Runs of
+different sweeps are never mixed (:func:`choose_study`).  If a (scheme, seed) cell was run twice, the latest
+run wins.  Tag names come from :mod:`fadepth.contracts`.
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-SCHEME_TAG = "tags.fadepth.scheme"
-SEED_TAG = "tags.fadepth.seed"
-PROFILE_TAG = "tags.fadepth.profile"
+from fadepth import contracts as c
+
+SCHEME_TAG, SEED_TAG = f"tags.{c.SCHEME}", f"tags.{c.SEED}"
+PROFILE_TAG, STUDY_TAG = f"tags.{c.PROFILE}", f"tags.{c.STUDY}"
 
 
 class ReportError(RuntimeError):
@@ -83,16 +85,22 @@ def search_finished(tracking_uri: str, tags: dict[str, str], experiment_names: S
     return search_runs(tracking_uri, _tag_filter(tags), experiment_names)
 
 
-def fetch_child_runs(spec, tracking_uri: str, profile: str | None) -> pd.DataFrame:
-    """The spec's finished child runs (one profile, or all profiles when ``profile`` is None)."""
-    tags = {"fadepth.role": "run", "fadepth.spec_hash": spec.spec_hash}
+def fetch_child_runs(spec, tracking_uri: str, profile: str | None, study: str | None = None) -> pd.DataFrame:
+    """The spec's finished child runs (one profile, or all profiles when ``profile`` is None; one sweep when
+    ``study`` is given)."""
+    tags = {c.ROLE: c.ROLE_RUN, c.SPEC_HASH: spec.spec_hash}
     if profile is not None:
-        tags["fadepth.profile"] = profile
+        tags[c.PROFILE] = profile
+    if study:
+        tags[c.STUDY] = study
     runs = search_finished(tracking_uri, tags, experiment_names=[spec.name])
     if runs.empty:
         return runs
+    if STUDY_TAG not in runs:
+        runs[STUDY_TAG] = ""
+    runs[STUDY_TAG] = runs[STUDY_TAG].fillna("")
     runs = runs.sort_values("start_time")
-    return runs.drop_duplicates(subset=[SCHEME_TAG, SEED_TAG, PROFILE_TAG], keep="last")
+    return runs.drop_duplicates(subset=[STUDY_TAG, SCHEME_TAG, SEED_TAG, PROFILE_TAG], keep="last")
 
 
 def profiles_with_runs(spec, tracking_uri: str) -> list[str]:
@@ -102,52 +110,129 @@ def profiles_with_runs(spec, tracking_uri: str) -> list[str]:
 
 def spec_hashes_with_runs(spec, tracking_uri: str, profile: str) -> list[str]:
     """Hashes of *other* versions of this spec that have finished runs (the spec was edited since)."""
-    tags = {"fadepth.role": "run", "fadepth.profile": profile}
+    tags = {c.ROLE: c.ROLE_RUN, c.PROFILE: profile}
     runs = search_finished(tracking_uri, tags, experiment_names=[spec.name])
-    if runs.empty or "tags.fadepth.spec_hash" not in runs:
+    column = f"tags.{c.SPEC_HASH}"
+    if runs.empty or column not in runs:
         return []
-    return sorted(set(runs["tags.fadepth.spec_hash"].dropna()) - {spec.spec_hash})
+    return sorted(set(runs[column].dropna()) - {spec.spec_hash})
+
+
+def studies_with_runs(spec, tracking_uri: str, profile: str) -> dict[str, int]:
+    """``{study name: finished runs}`` of this spec version and profile ('' for runs without the tag)."""
+    runs = fetch_child_runs(spec, tracking_uri, profile)
+    return {} if runs.empty else runs.groupby(STUDY_TAG).size().astype(int).to_dict()
+
+
+def study_overrides(spec, tracking_uri: str, study: str) -> str:
+    """The ``--set`` overrides of a sweep as its parent run recorded them ('' when none)."""
+    if not study:
+        return ""
+    runs = search_runs(tracking_uri, f"tags.`{c.ROLE}` = '{c.ROLE_SWEEP}' and tags.`{c.STUDY}` = '{study}'",
+                       [spec.name])
+    column = f"tags.{c.EXTRA}"
+    return str(runs[column].dropna().iloc[0]) if not runs.empty and column in runs and runs[column].notna().any() else ""
+
+
+def choose_study(spec, tracking_uri: str, profile: str, requested: str | None) -> str | None:
+    """The sweep whose runs make the table: ``requested``, or the only one; never a mix of several."""
+    found = studies_with_runs(spec, tracking_uri, profile)
+    if requested:
+        if requested not in found:
+            raise ReportError(f"{spec.name}: --study {requested!r} has no finished runs for spec hash "
+                              f"{spec.spec_hash} and profile '{profile}'; sweeps with runs: "
+                              f"{', '.join(n or '<untagged>' for n in found) or 'none'}")
+        return requested
+    if len(found) <= 1:
+        return next(iter(found), None) or None
+    described = []
+    for name, count in sorted(found.items()):
+        extra = study_overrides(spec, tracking_uri, name)
+        described.append(f"{name or '<untagged>'} ({count} runs" + (f", --set {extra}" if extra else "") + ")")
+    raise ReportError(f"{spec.name}: {len(found)} sweeps of spec hash {spec.spec_hash}, profile '{profile}' "
+                      f"differ in their --set overrides and are not mixed: {'; '.join(described)}; "
+                      "choose one with --study NAME")
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """Per-scheme statistics of the finished runs: index = scheme (spec order), columns = metrics."""
+    """The finished runs of one sweep: per-seed values, index = (scheme, seed), columns = metrics."""
 
-    means: pd.DataFrame
-    stds: pd.DataFrame  # sample std (ddof=1); NaN with one seed
-    counts: pd.Series  # number of finished seeds per scheme
+    values: pd.DataFrame
     runs: pd.DataFrame  # the raw search_runs rows
+    scheme_order: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return self.counts.empty
+        return self.values.empty
+
+    @property
+    def schemes(self) -> list[str]:
+        present = set(self.values.index.get_level_values(0))
+        return [s for s in self.scheme_order if s in present]
+
+    def seeds_of(self, scheme: str, metric: str) -> dict[int, float]:
+        """``{seed: value}`` of one scheme and metric (NaNs left out)."""
+        if scheme not in self.values.index.get_level_values(0):
+            return {}
+        column = self.values.loc[scheme, metric].dropna()
+        return {int(seed): float(value) for seed, value in column.items()}
+
+    @property
+    def counts(self) -> pd.Series:
+        """Finished seeds per scheme (spec order)."""
+        return self.values.groupby(level=0).size().reindex(self.schemes).astype(int)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({int(s) for s in self.values.index.get_level_values(1)})
 
 
 def summarize(runs: pd.DataFrame, scheme_order: Sequence[str], metrics: Sequence[str]) -> RunSummary:
-    """Group runs by scheme -> mean and std per metric and the number of seeds."""
-    columns = [f"metrics.{m}" for m in metrics]
-    frame = runs.reindex(columns=[SCHEME_TAG, *columns]).rename(
-        columns=lambda c: c.removeprefix("metrics."))
-    grouped = frame.groupby(SCHEME_TAG, sort=False)
-    order = [s for s in scheme_order if s in grouped.groups]
-    return RunSummary(
-        means=grouped[list(metrics)].mean().reindex(order),
-        stds=grouped[list(metrics)].std(ddof=1).reindex(order),
-        counts=grouped.size().reindex(order).astype(int),
-        runs=runs,
-    )
+    """Runs -> one row per (scheme, seed) with the metric values."""
+    columns = {f"metrics.{m}": m for m in metrics}
+    frame = runs.reindex(columns=[SCHEME_TAG, SEED_TAG, *columns]).rename(columns=columns)
+    frame = frame.assign(**{SEED_TAG: pd.to_numeric(frame[SEED_TAG], errors="coerce").fillna(-1).astype(int)})
+    frame = frame[frame[SCHEME_TAG].isin(scheme_order)]
+    values = frame.set_index([SCHEME_TAG, SEED_TAG])[list(metrics)].astype(float).sort_index()
+    values.index.names = ["scheme", "seed"]
+    return RunSummary(values, runs, tuple(scheme_order))
 
 
-def load_summary(spec, tracking_uri: str, profile: str, metrics: Sequence[str]) -> RunSummary:
-    runs = fetch_child_runs(spec, tracking_uri, profile)
+def load_summary(spec, tracking_uri: str, profile: str, metrics: Sequence[str], study: str | None = None
+                 ) -> RunSummary:
+    runs = fetch_child_runs(spec, tracking_uri, profile, study)
     if runs.empty:
-        return RunSummary(pd.DataFrame(), pd.DataFrame(), pd.Series(dtype=int), runs)
+        return RunSummary(pd.DataFrame(), runs, tuple(s.name for s in spec.schemes))
     return summarize(runs, [s.name for s in spec.schemes], metrics)
 
 
-def find_sweep_run(spec, tracking_uri: str, profile: str) -> str | None:
-    """The run id of the sweep's parent run (latest one), or None."""
-    tags = {"fadepth.role": "sweep", "fadepth.spec_hash": spec.spec_hash, "fadepth.profile": profile}
+def unfinished_schemes(spec, tracking_uri: str, profile: str, study: str | None, finished: Sequence[str]
+                       ) -> dict[str, str]:
+    """``{scheme: why}`` for the spec's schemes without a finished run in this sweep (failed, killed, missing)."""
+    missing = [s.name for s in spec.schemes if s.name not in finished]
+    if not missing:
+        return {}
+    clauses = [f"tags.`{c.ROLE}` = '{c.ROLE_RUN}'", f"tags.`{c.SPEC_HASH}` = '{spec.spec_hash}'",
+               f"tags.`{c.PROFILE}` = '{profile}'"] + ([f"tags.`{c.STUDY}` = '{study}'"] if study else [])
+    runs = search_runs(tracking_uri, " and ".join(clauses), [spec.name])
+    reasons = {}
+    for scheme in missing:
+        rows = runs[runs[SCHEME_TAG] == scheme] if not runs.empty and SCHEME_TAG in runs else pd.DataFrame()
+        if rows.empty:
+            reasons[scheme] = "no run"
+            continue
+        last = rows.sort_values("start_time").iloc[-1]
+        error = last.get(f"tags.{c.ERROR}")
+        reasons[scheme] = str(last["status"]) + (f": {error}" if isinstance(error, str) and error else "")
+    return reasons
+
+
+def find_sweep_run(spec, tracking_uri: str, profile: str, study: str | None = None) -> str | None:
+    """The run id of the sweep's parent run (latest one of this study, when given), or None."""
+    tags = {c.ROLE: c.ROLE_SWEEP, c.SPEC_HASH: spec.spec_hash, c.PROFILE: profile}
+    if study:
+        tags[c.STUDY] = study
     any_status = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
     with contextlib.suppress(ReportError):
         runs = search_runs(tracking_uri, any_status, [spec.name])
@@ -162,12 +247,19 @@ def log_artifacts(tracking_uri: str, run_id: str, files: Sequence[Path], artifac
         client.log_artifact(run_id, str(file), artifact_path=artifact_path)
 
 
+def log_table(tracking_uri: str, run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
+    """A table as an MLflow table artifact (shown in the run's artifact view and the evaluation tab)."""
+    with tracking(tracking_uri):
+        mlflow.log_table(data=frame.astype(object).where(frame.notna(), None), artifact_file=artifact_file,
+                         run_id=run_id)
+
+
 def best_abs_rel_by_model(tracking_uri: str, profile: str, model_names: Sequence[str]) -> dict[str, float]:
     """For each architecture, the best mean AbsRel over any table's schemes that trained it (same profile).
 
     Used by the speed-accuracy scatter, which pairs our measured complexity with our accuracy.
     """
-    runs = search_finished(tracking_uri, {"fadepth.role": "run", "fadepth.profile": profile})
+    runs = search_finished(tracking_uri, {c.ROLE: c.ROLE_RUN, c.PROFILE: profile})
     needed = {"params.model.name", "metrics.abs_rel", SCHEME_TAG, "experiment_id"}
     if runs.empty or not needed <= set(runs.columns):
         return {}

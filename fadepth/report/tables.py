@@ -1,10 +1,16 @@
-"""One paper table, ours beside the paper's: a numeric comparison frame, then LaTeX / Markdown / CSV.
+"""One paper table, ours beside the paper's, with statistics and a verdict per claim; LaTeX / Markdown / CSV.
 
-The comparison frame has one row per (scheme, source): ``source`` is ``ours`` (mean over the finished
-seeds, ``<metric>_std``, ``n`` seeds) or ``paper`` (the CSV row(s) that the scheme's ``paper`` mapping
-selects).  The setting columns (``lr``, ``pb_dsr``, ...) come from the paper row, else from the scheme's
-overrides.  LaTeX goes through :meth:`pandas.io.formats.style.Styler.to_latex` (booktabs rules, cells
-escaped by the Styler, best value per column and source in bold, ties included).
+Two frames (:class:`Comparison`):
+
+* ``claims``: one row per scheme -- settings, the paper's primary metric and its Δ to the paper's baseline,
+  ours (mean and 95 % Student-t interval over seeds, ``n``), our Δ to our baseline *paired over the seeds both
+  share* with its interval, and the verdict (:mod:`fadepth.report.stats`).  This is the table to paste.
+* ``frame``: every metric, one row per (scheme, source) -- ``ours`` (mean, ``<metric>_low/_high``) or
+  ``paper`` (the CSV row(s) the scheme's ``paper`` mapping selects).
+
+The setting columns (``lr``, ``pb_dsr``, ...) come from the paper row, else from the scheme's overrides.
+Bold marks only our rows (best mean among schemes with an interval); negative numbers carry a real minus.
+Rendering (LaTeX / Markdown / CSV, the summary and the caption) is :mod:`fadepth.report.render`.
 """
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from fadepth import contracts
+from fadepth.report import stats
 from fadepth.report.runs import ReportError, RunSummary
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "reports" / "paper"
@@ -50,7 +58,7 @@ METRICS: dict[str, MetricInfo] = {
     "mac_dec_m": MetricInfo("MAC dec (M)", "MAC dec (M)", True, 2),
 }
 # Spec / MLflow metric names whose paper CSV column is spelled differently.
-PAPER_COLUMN = {"params_m": "param_m"}
+PAPER_COLUMN = {logged: paper for paper, logged in contracts.PAPER_COMPLEXITY.items() if logged != paper}
 
 SETTING_HEADERS_LATEX = {
     "lr": "LR", "pb_dsr": "$pb_{dsr}$", "pb_sd": "$pb_{sd}$", "constant_rate": "const.", "pb_t": "$pb_t$",
@@ -127,23 +135,36 @@ def ordered_metrics(columns: Sequence[str], paper: pd.DataFrame | None) -> list[
 
 
 # ----------------------------------------------------------------------------------- comparison
+@dataclass(frozen=True)
+class OursRow:
+    """Our numbers for one scheme: an estimate (mean, t-interval, n) per metric and the paired Δ of the
+    primary metric to the baseline (None for the baseline itself or without a baseline)."""
+
+    estimates: Mapping[str, stats.Estimate]
+    n: int
+    delta: stats.Estimate | None = None
+
+
 @dataclass
 class Comparison:
-    frame: pd.DataFrame
+    frame: pd.DataFrame  # every metric: one row per (scheme, source)
+    claims: pd.DataFrame  # the primary metric: one row per scheme, with Δs and the verdict
     metrics: list[str]
     settings: list[str]
     primary: str
     baseline: str | None
     decimals: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def delta_column(self) -> str | None:
-        return f"delta_{self.primary}" if self.baseline and self.primary in self.frame else None
+    unfinished: dict[str, str] = field(default_factory=dict)  # {scheme: why it has no finished run}
+    statistical: bool = True  # False for complexity counts (deterministic: no seeds, no verdict)
 
     @property
     def shown_settings(self) -> list[str]:
         """Setting columns whose value differs between rows (constant ones go to the caption)."""
         return [c for c in self.settings if self.frame[c].map(_comparable).dropna().nunique() > 1]
+
+    def verdict_counts(self) -> dict[str, int]:
+        verdicts = self.claims["verdict"][self.claims["verdict"].isin(stats.VERDICTS)]
+        return {v: int((verdicts == v).sum()) for v in stats.VERDICTS}
 
 
 def _comparable(value: Any) -> Any:
@@ -156,22 +177,20 @@ def _comparable(value: Any) -> Any:
         return str(value).strip().lower()
 
 
-@dataclass(frozen=True)
-class OursRow:
-    """Our numbers for one scheme: means and stds per metric and the number of seeds."""
-
-    means: Mapping[str, float]
-    stds: Mapping[str, float]
-    n: int
-
-
-def ours_from_summary(summary: RunSummary, metrics: Sequence[str]) -> dict[str, OursRow]:
+def ours_from_summary(summary: RunSummary, metrics: Sequence[str], primary: str, baseline: str | None
+                      ) -> dict[str, OursRow]:
+    """Per scheme: mean and t-interval of every metric over its seeds; paired Δ of the primary metric."""
+    to_paper = {logged: paper for paper, logged in contracts.PAPER_COMPLEXITY.items()}
+    logged = {to_paper.get(m, m): m for m in summary.values.columns}
+    base = summary.seeds_of(baseline, logged[primary]) if baseline and primary in logged else {}
     rows = {}
-    for scheme, n in summary.counts.items():
-        means = {PAPER_COLUMN.get(m, m): summary.means.at[scheme, m] for m in summary.means.columns}
-        stds = {PAPER_COLUMN.get(m, m): summary.stds.at[scheme, m] for m in summary.stds.columns}
-        rows[scheme] = OursRow({m: means.get(m, np.nan) for m in metrics},
-                               {m: stds.get(m, np.nan) for m in metrics}, int(n))
+    for scheme in summary.schemes:
+        estimates = {m: stats.mean_ci(list(summary.seeds_of(scheme, logged[m]).values())) if m in logged
+                     else stats.mean_ci([]) for m in metrics}
+        delta = None
+        if base and scheme != baseline and primary in logged:
+            delta = stats.paired_delta(summary.seeds_of(scheme, logged[primary]), base)
+        rows[scheme] = OursRow(estimates, int(summary.counts[scheme]), delta)
     return rows
 
 
@@ -183,29 +202,70 @@ def override_settings(spec, scheme, settings: Sequence[str]) -> dict[str, str]:
 
 
 def build_comparison(spec, ours: Mapping[str, OursRow], paper: pd.DataFrame | None, metrics: Sequence[str],
-                     primary: str) -> Comparison:
+                     primary: str, unfinished: Mapping[str, str] | None = None, statistical: bool = True
+                     ) -> Comparison:
     settings = setting_columns(paper, metrics)
-    records = []
+    records, claims = [], []
+    paper_base = _paper_primary(paper, spec, spec.baseline, primary) if spec.baseline else math.nan
     for scheme in spec.schemes:
         matched = select_paper_rows(paper, scheme.paper)
         first = matched.iloc[0].to_dict() if len(matched) else {}
         label = paper_label(first) if first else scheme.name
-        if scheme.name in ours:
-            values = {c: first.get(c) for c in settings} if first else override_settings(spec, scheme, settings)
-            row = ours[scheme.name]
+        values = {c: first.get(c) for c in settings} if first else override_settings(spec, scheme, settings)
+        row = ours.get(scheme.name)
+        if row is not None:
             records.append({"scheme": scheme.name, "source": "ours", "paper_label": label, "n": row.n, **values,
-                            **row.means, **{f"{m}_std": row.stds.get(m, np.nan) for m in metrics}})
+                            **{m: row.estimates[m].mean for m in metrics},
+                            **{f"{m}_low": row.estimates[m].low for m in metrics},
+                            **{f"{m}_high": row.estimates[m].high for m in metrics}})
         for _, prow in matched.iterrows():
-            numbers = {m: _paper_number(prow, m) for m in metrics}
             records.append({"scheme": scheme.name, "source": "paper", "paper_label": paper_label(prow),
-                            "n": np.nan, **{c: prow[c] for c in settings}, **numbers})
-    columns = ["scheme", "source", "paper_label", "n", *settings, *metrics, *[f"{m}_std" for m in metrics]]
+                            "n": np.nan, **{c: prow[c] for c in settings},
+                            **{m: _paper_number(prow, m) for m in metrics}})
+        claims.append({"label": label, **_claim(scheme.name, values, row, first, primary, paper_base,
+                                                spec.baseline, (unfinished or {}).get(scheme.name), statistical)})
+    columns = ["scheme", "source", "paper_label", "n", *settings, *metrics,
+               *[f"{m}_{end}" for m in metrics for end in ("low", "high")]]
     frame = pd.DataFrame.from_records(records, columns=columns)
-    frame[list(metrics)] = frame[list(metrics)].astype(float)
-    comparison = Comparison(frame, list(metrics), settings, primary, spec.baseline,
-                            {m: paper_decimals(paper, m) for m in metrics})
-    add_delta(comparison)
-    return comparison
+    numeric = [c for c in columns[4 + len(settings):]]
+    frame[numeric] = frame[numeric].astype(float)
+    claim_columns = ["scheme", "label", *settings, "n", "paper", "ours", "ours_low", "ours_high", "delta_paper",
+                     "delta_ours", "delta_low", "delta_high", "delta_n", "verdict", "status"]
+    return Comparison(frame, pd.DataFrame.from_records(claims, columns=claim_columns), list(metrics), settings,
+                      primary, spec.baseline, {m: paper_decimals(paper, m) for m in metrics},
+                      dict(unfinished or {}), statistical)
+
+
+def _paper_primary(paper: pd.DataFrame | None, spec, scheme_name: str, primary: str) -> float:
+    scheme = next((s for s in spec.schemes if s.name == scheme_name), None)
+    rows = select_paper_rows(paper, scheme.paper) if scheme is not None else pd.DataFrame()
+    return _paper_number(rows.iloc[0], primary) if len(rows) else math.nan
+
+
+def _claim(scheme: str, settings: Mapping[str, Any], row: OursRow | None, paper_row: Mapping[str, Any],
+           primary: str, paper_base: float, baseline: str | None, why_missing: str | None,
+           statistical: bool) -> dict[str, Any]:
+    """One row of the claims table: the paper's Δ beside ours and the verdict."""
+    paper_value = _paper_number(pd.Series(paper_row), primary) if paper_row else math.nan
+    estimate = row.estimates[primary] if row is not None else stats.mean_ci([])
+    delta = row.delta if row is not None else None
+    is_baseline = baseline is not None and scheme == baseline
+    paper_delta = paper_value - paper_base if baseline and not is_baseline else math.nan
+    if row is None:
+        verdict, status = "", why_missing or "no run"
+    elif is_baseline:
+        verdict, status = stats.BASELINE, "finished"
+    elif not statistical or baseline is None:
+        verdict, status = "", "finished"
+    elif not paper_row:
+        verdict, status = stats.NO_PAPER_ROW, "finished"
+    else:
+        verdict, status = stats.verdict(paper_delta, delta), "finished"
+    return {"scheme": scheme, **settings, "n": row.n if row is not None else 0, "paper": paper_value,
+            "ours": estimate.mean, "ours_low": estimate.low, "ours_high": estimate.high,
+            "delta_paper": paper_delta, "delta_ours": delta.mean if delta else math.nan,
+            "delta_low": delta.low if delta else math.nan, "delta_high": delta.high if delta else math.nan,
+            "delta_n": delta.n if delta else 0, "verdict": verdict, "status": status}
 
 
 def _paper_number(row: pd.Series, metric: str) -> float:
@@ -216,182 +276,34 @@ def _paper_number(row: pd.Series, metric: str) -> float:
     return float(sum(parts)) if parts and not any(pd.isna(parts)) else np.nan
 
 
-def add_delta(comparison: Comparison) -> None:
-    """Δ of the primary metric against the baseline scheme, within each source."""
-    column = comparison.delta_column
-    if column is None:
-        return
-    frame = comparison.frame
-    frame[column] = np.nan
-    for source, rows in frame.groupby("source"):
-        base = rows.loc[rows["scheme"] == comparison.baseline, comparison.primary]
-        if len(base):
-            frame.loc[rows.index, column] = rows[comparison.primary] - base.iloc[0]
+def _lower_is_better(metric: str) -> bool:
+    return METRICS[metric].lower_is_better if metric in METRICS else True
 
 
 def best_mask(comparison: Comparison) -> pd.DataFrame:
-    """True where a cell holds the best value of its column among the rows of its source (ties: all)."""
+    """True where an *ours* cell holds the best mean of its column among our rows that have an interval
+    (ties: all).  The paper's rows are never bold; with one seed nothing is (no silent bold)."""
     frame = comparison.frame
     mask = pd.DataFrame(False, index=frame.index, columns=frame.columns)
-    for _, rows in frame.groupby("source"):
-        for metric in comparison.metrics:
-            values = rows[metric].dropna()
-            if values.empty:
-                continue
-            lower = METRICS[metric].lower_is_better if metric in METRICS else True
-            best = values.min() if lower else values.max()
-            mask.loc[values.index, metric] = np.isclose(values, best, rtol=1e-9, atol=0.0)
+    ours = frame[(frame["source"] == "ours") & ((frame["n"] >= 2) | (not comparison.statistical))]
+    for metric in comparison.metrics:
+        values = ours[metric].dropna()
+        if len(values) < 2:
+            continue
+        best = values.min() if _lower_is_better(metric) else values.max()
+        mask.loc[values.index, metric] = np.isclose(values, best, rtol=1e-9, atol=0.0)
     return mask
 
 
 # ----------------------------------------------------------------------------------- complexity
-# Paper column -> key of fadepth.complexity.complexity_rows().
-COMPLEXITY_KEYS = {"param_m": "params", "gflops": "gflops", "fps": "fps", "param_enc_m": "params_enc",
-                   "param_dec_m": "params_dec", "gflops_enc": "gflops_enc", "gflops_dec": "gflops_dec",
-                   "mac_enc_m": "mac_enc_m", "mac_dec_m": "mac_dec_m"}
 TOTALS = {"param_m": ("param_enc_m", "param_dec_m"), "gflops": ("gflops_enc", "gflops_dec")}
 
 
 def complexity_metrics(spec, paper: pd.DataFrame | None) -> tuple[list[str], str]:
     """The paper's complexity columns (its order); the primary metric is appended if the paper splits it."""
     if paper is not None:
-        columns = [c for c in paper.columns if c in COMPLEXITY_KEYS]
+        columns = [c for c in paper.columns if c in contracts.PAPER_COMPLEXITY]
     else:
         columns = ordered_metrics(spec.metrics.columns, None)
     primary = PAPER_COLUMN.get(spec.metrics.primary, spec.metrics.primary)
     return (columns if primary in columns else [*columns, primary]), primary
-
-
-def _in_paper_units(column: str, value: Any) -> float:
-    """Params in M as the paper prints them (complexity_rows counts parameters; GFLOPs and MAC (M) match)."""
-    value = float(value) if value is not None else np.nan
-    return value / 1e6 if column.startswith("param") else value
-
-
-def ours_from_complexity(rows: Mapping[str, Mapping[str, Any]], metrics: Sequence[str]) -> dict[str, OursRow]:
-    """``{scheme: complexity_rows() dict}`` -> one-'seed' rows in the paper's columns and units."""
-    ours = {}
-    for scheme, row in rows.items():
-        means = {m: _in_paper_units(m, row.get(COMPLEXITY_KEYS.get(m, m))) for m in metrics}
-        ours[scheme] = OursRow(means, {m: np.nan for m in metrics}, 1)
-    return ours
-
-
-# ----------------------------------------------------------------------------------- rendering
-def _number(value: float, decimals: int, signed: bool = False) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
-
-
-def _metric_cell(row: pd.Series, metric: str, decimals: int, plus_minus: str) -> str:
-    text = _number(row[metric], decimals)
-    std = row.get(f"{metric}_std", np.nan)
-    if text and row["n"] > 1 and not pd.isna(std):
-        text += f" {plus_minus} {_number(std, decimals)}"
-    return text
-
-
-def display_columns(comparison: Comparison) -> list[str]:
-    delta = [comparison.delta_column] if comparison.delta_column else []
-    return ["scheme", "source", "n", *comparison.shown_settings, *comparison.metrics, *delta]
-
-
-def display_frame(comparison: Comparison, plus_minus: str) -> pd.DataFrame:
-    """Every cell as text: mean, or mean ± std where more than one seed; Δ with its sign."""
-    frame = comparison.frame
-    shown = pd.DataFrame(index=frame.index)
-    shown["scheme"], shown["source"] = frame["scheme"], frame["source"]
-    shown["n"] = frame["n"].map(lambda n: "" if pd.isna(n) else str(int(n)))
-    for column in comparison.shown_settings:
-        shown[column] = frame[column].fillna("").astype(str)
-    for metric in comparison.metrics:
-        decimals = comparison.decimals.get(metric, 4)
-        shown[metric] = frame.apply(_metric_cell, axis=1, args=(metric, decimals, plus_minus))
-    if comparison.delta_column:
-        decimals = comparison.decimals.get(comparison.primary, 4)
-        shown[comparison.delta_column] = frame[comparison.delta_column].map(lambda v: _number(v, decimals, True))
-    return shown[display_columns(comparison)]
-
-
-def headers(comparison: Comparison, latex: bool) -> dict[str, str]:
-    down, up = (r"$\downarrow$", r"$\uparrow$") if latex else ("↓", "↑")
-    names = {key: pair[0 if latex else 1] for key, pair in FIXED_HEADERS.items()}
-    for column in comparison.shown_settings:
-        names[column] = SETTING_HEADERS_LATEX.get(column, column.replace("_", " ")) if latex else column
-    for metric in comparison.metrics:
-        info = METRICS.get(metric, MetricInfo(metric.replace("_", " "), metric, True))
-        names[metric] = f"{info.latex if latex else info.text} {down if info.lower_is_better else up}"
-    if comparison.delta_column:
-        primary = METRICS.get(comparison.primary, MetricInfo(comparison.primary, comparison.primary, True))
-        names[comparison.delta_column] = rf"$\Delta$ {primary.latex}" if latex else f"Δ {primary.text}"
-    return names
-
-
-def latex_escape(text: str) -> str:
-    """Escape free text for captions (table cells are escaped by the Styler)."""
-    specials = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-    return "".join(specials.get(ch, ch) for ch in text)
-
-
-def to_latex(comparison: Comparison, caption: str, label: str) -> str:
-    shown = display_frame(comparison, r"$\pm$")
-    mask = best_mask(comparison).reindex(columns=shown.columns, fill_value=False)
-    text_columns = ["scheme", "source", *comparison.shown_settings]
-    names = headers(comparison, latex=True)
-    styler = (shown.style.hide(axis="index")
-              .format(escape="latex", subset=text_columns)
-              .format_index(lambda key: names[key], axis=1)
-              .apply(lambda _: np.where(mask.to_numpy(), "textbf:--rwrap;", ""), axis=None))
-    column_format = "".join("l" if c in text_columns else "r" for c in shown.columns)
-    if len(shown) > 30:  # longer than a page: longtable breaks across pages
-        return styler.to_latex(environment="longtable", hrules=True, caption=caption, label=label,
-                               column_format=column_format)
-    return styler.to_latex(hrules=True, caption=caption, label=label, position="htbp",
-                           position_float="centering", column_format=column_format)
-
-
-def _markdown_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "\\*_|`[]<>" else ch for ch in text)
-
-
-def to_markdown(comparison: Comparison) -> str:
-    shown = display_frame(comparison, "±")
-    mask = best_mask(comparison).reindex(columns=shown.columns, fill_value=False)
-    for column in ["scheme", "source", *comparison.shown_settings]:
-        shown[column] = shown[column].map(_markdown_escape)
-    shown = shown.mask(mask & (shown != ""), "**" + shown + "**")
-    names = headers(comparison, latex=False)
-    return shown.rename(columns=names).to_markdown(index=False, disable_numparse=True) + "\n"
-
-
-def to_csv(comparison: Comparison) -> str:
-    return comparison.frame.to_csv(index=False)
-
-
-def caption_text(spec, comparison: Comparison, profile: str | None, what: str) -> str:
-    """LaTeX caption: the spec's title, what 'ours' means, the constant settings, bold and Δ rules."""
-    parts = [latex_escape(spec.title or spec.name) + "."]
-    parts.append(f"{what}; the paper's rows (source paper) beside ours.")
-    constant = [c for c in comparison.settings if c not in comparison.shown_settings]
-    present = {c: comparison.frame[c][comparison.frame[c].map(_comparable).notna()] for c in constant}
-    values = [f"{latex_escape(c)}={latex_escape(str(v.iloc[0]))}" for c, v in present.items() if len(v)]
-    if values:
-        parts.append("All rows: " + ", ".join(values) + ".")
-    parts.append("Bold: best per column within each source.")
-    if comparison.delta_column:
-        parts.append(f"$\\Delta$: {latex_escape(comparison.primary)} minus that of the baseline "
-                     f"{latex_escape(str(comparison.baseline))} (same source).")
-    if profile:
-        parts.append(f"Profile: {latex_escape(profile)}.")
-    return " ".join(parts)
-
-
-def write_table_files(comparison: Comparison, out_dir: Path, name: str, caption: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.tex", out_dir / f"{name}.md", out_dir / f"{name}.csv"]
-    paths[0].write_text(to_latex(comparison, caption, f"tab:{name}"))
-    paths[1].write_text(to_markdown(comparison))
-    paths[2].write_text(to_csv(comparison))
-    return paths

@@ -184,6 +184,7 @@ class Sweep:
     """The prepared stores of one sweep (created here, before any worker)."""
 
     def __init__(self, plan: Plan, args: argparse.Namespace):
+        from fadepth import contracts as c
         from fadepth.sweep import study as st
         from fadepth.sweep import tracking as tr
 
@@ -229,11 +230,11 @@ class Sweep:
             artifact_root = None if "://" in self.tracking_uri and not self.tracking_uri.startswith("sqlite") \
                 else self.runs_dir / "mlartifacts"
             self.experiment_id = tr.get_or_create_experiment(self.client, spec.name, artifact_root)
-            tags = {tr.TABLE: spec.name, tr.SPEC_HASH: spec.spec_hash, tr.PROFILE: plan.profile,
-                    tr.GIT: self.git_commit, "fadepth.title": spec.title, "fadepth.baseline": spec.baseline or "",
-                    "fadepth.paper_table": spec.paper_table or "", "fadepth.kind": spec.kind,
-                    "fadepth.primary_metric": spec.metrics.primary, "fadepth.direction": spec.metrics.direction,
-                    "fadepth.extra": repr(plan.extra) if plan.extra else ""}
+            tags = {c.TABLE: spec.name, c.SPEC_HASH: spec.spec_hash, c.PROFILE: plan.profile,
+                    c.GIT: self.git_commit, c.TITLE: spec.title, c.BASELINE: spec.baseline or "",
+                    c.PAPER_TABLE: spec.paper_table or "", c.KIND: spec.kind,
+                    c.PRIMARY_METRIC: spec.metrics.primary, c.DIRECTION: spec.metrics.direction,
+                    c.EXTRA: repr(plan.extra) if plan.extra else ""}
             self.parent_run_id = tr.start_parent_run(
                 self.client, self.experiment_id, self.study_name, tags, Path(spec.path).read_text(),
                 run_name=f"{spec.name}-{plan.profile}-{spec.spec_hash}")
@@ -373,6 +374,19 @@ def summarise(sweep: Sweep) -> dict[str, int]:
     return counts
 
 
+def log_sweep_fps(sweep: Sweep) -> None:
+    """FPS once per architecture of the sweep, timed after the workers exit, on the parent run."""
+    from fadepth import contracts
+    from fadepth.sweep import tracking as tr
+    from fadepth.sweep.worker import sweep_fps
+
+    logged = sweep.client.get_run(sweep.parent_run_id).data.metrics
+    if any(name.startswith(contracts.FPS_METRIC.format("")) for name in logged):
+        return  # measured by an earlier run of the same command
+    fps = sweep_fps(sweep.plan.spec, sweep.plan.profile, sweep.plan.extra, sweep.plan.schemes)
+    tr.log_sweep_fps(sweep.client, sweep.parent_run_id, fps)
+
+
 # ------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     """``sweeps/run.py``: every error ends as one line (:mod:`fadepth.cli.boundary`)."""
@@ -444,6 +458,8 @@ def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str,
         print("interrupted: re-run the same command to finish the remaining runs", file=sys.stderr)
         return 130
     ok = counts["done"] == len(plan.cells) if plan.cells else True
+    if not args.worker_only:
+        log_sweep_fps(sweep)
     sweep.finish("FINISHED" if ok else "FAILED")
     bad = [p.pid for p in procs if p.returncode not in (0, 130)]
     if bad:

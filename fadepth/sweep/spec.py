@@ -30,6 +30,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fadepth import contracts
 from fadepth.config import (
     ConfigError,
     ExperimentConfig,
@@ -48,8 +49,9 @@ def default_tree() -> dict[str, Any]:
 # Shown for every scheme by `--dry-run`: how long, how fast, on what, and the paper's switches (ETM, L_py mode, APX).
 RECIPE_KEYS = ("data.dataset", "data.split", "train.iterations", "optim.lr", "train.val_every", "model.name",
                "model.etm.enabled", "loss.pyramid.enabled", "loss.pyramid.mode", "loss.apx.enabled")
-METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
-COMPLEXITY_METRICS = ("params_m", "gflops", "fps")
+METRIC_NAMES = contracts.DEPTH_METRICS
+COMPLEXITY_METRICS = contracts.COMPLEXITY_METRICS
+VALIDATIONS_PER_RUN = 20  # default for profiles other than smoke (Profile.val_every)
 
 
 def dry_run_values(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -101,6 +103,9 @@ class Profile(_Strict):
     base: str | None = None
     overrides: Overrides = {}
     seeds: list[int] | None = None  # replaces the spec's seeds under this profile
+    # Iterations between validations (val/* curves) and depth panels in MLflow; sets train.val_every.
+    # None: the config's value (smoke: always; others: if 0 < it < iterations, else 20 per run).
+    val_every: int | None = Field(None, ge=0)
 
 
 class Metrics(_Strict):
@@ -150,6 +155,7 @@ class SweepSpec(_Strict):
     metrics: Metrics = Metrics()
     schemes: list[Scheme] = Field(min_length=1)
     search: Search | None = None
+    figures: list[Literal[contracts.FIGURES]] = []  # drawn by reports/build.py (fadepth.report.figures)
     notes: str | None = None
     path: Path = Path("<spec>")  # set by load_spec, not read from the YAML
     spec_hash: str = ""  # set by load_spec
@@ -198,6 +204,8 @@ class SweepSpec(_Strict):
             for key, value in layer.items():
                 set_dotted(tree, key, value)
         set_dotted(tree, "train.seed", int(seed))
+        if "train.val_every" not in (extra or {}) and "train.val_every" not in prof.overrides:
+            _set_val_every(tree, profile, prof)
         return tree
 
     def resolve(
@@ -225,6 +233,19 @@ class SweepSpec(_Strict):
         """Keys a scheme changes (spec-level overrides included), in order: the dry-run table's columns."""
         keys = list(self.overrides) + [k for k in self.scheme(scheme_name).overrides if k not in self.overrides]
         return keys
+
+
+def _set_val_every(tree: dict[str, Any], name: str, prof: Profile) -> None:
+    """Validation (and depth panels) every N iterations: the profile's ``val_every``; else, outside the smoke
+    profile (whose runs are too short for curves), the config's value if it gives a curve (0 < N < iterations)
+    and 20 validations per run if it does not."""
+    if prof.val_every is not None:
+        set_dotted(tree, "train.val_every", prof.val_every)
+    elif name != "smoke":
+        iterations = int(tree.get("train", {}).get("iterations") or 0)
+        every = int(tree.get("train", {}).get("val_every") or 0)
+        if iterations and not 0 < every < iterations:  # no curve at all otherwise
+            set_dotted(tree, "train.val_every", max(1, iterations // VALIDATIONS_PER_RUN))
 
 
 # ------------------------------------------------------------------------------------ loading

@@ -27,11 +27,12 @@ import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-ROLE, TABLE, SCHEME, SEED = "fadepth.role", "fadepth.table", "fadepth.scheme", "fadepth.seed"
-SPEC_HASH, PROFILE, GIT, DEVICE, VERSIONS = (
-    "fadepth.spec_hash", "fadepth.profile", "fadepth.git_commit", "fadepth.device", "fadepth.versions")
-STUDY, TRIAL, WORKER, ERROR, GPU = "fadepth.study", "fadepth.trial", "fadepth.worker", "fadepth.error", "fadepth.gpu"
-PARENT = "mlflow.parentRunId"
+from fadepth import contracts as c  # noqa: E402 - the tag names' owner; re-exported below for callers
+
+ROLE, TABLE, SCHEME, SEED = c.ROLE, c.TABLE, c.SCHEME, c.SEED
+SPEC_HASH, PROFILE, GIT, DEVICE, VERSIONS = c.SPEC_HASH, c.PROFILE, c.GIT, c.DEVICE, c.VERSIONS
+STUDY, TRIAL, WORKER, ERROR, GPU = c.STUDY, c.TRIAL, c.WORKER, c.ERROR, c.GPU
+PARENT = c.PARENT
 MAX_BATCH = 100  # log_batch: at most 100 params per call (1000 metrics)
 
 
@@ -106,7 +107,7 @@ def finished_child_run(client: MlflowClient, experiment_id: str, study: str, cel
     """A FINISHED child run of this cell (e.g. a worker died after MLflow finished but before Optuna did)."""
     runs = client.search_runs(
         [experiment_id],
-        f"tags.`{STUDY}` = '{study}' and tags.`fadepth.cell` = '{_quote(cell_key)}' and attributes.status = 'FINISHED'",
+        f"tags.`{STUDY}` = '{study}' and tags.`{c.CELL}` = '{_quote(cell_key)}' and attributes.status = 'FINISHED'",
         max_results=1,
     )
     return runs[0] if runs else None
@@ -186,13 +187,15 @@ class CurveLogger:
 
     def on_step(self, iteration: int, scalars: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
-        self.buffer += [Metric(f"train/{k}", float(v), now, int(iteration)) for k, v in scalars.items() if _is_number(v)]
+        self.buffer += [Metric(c.TRAIN_CURVE.format(k), float(v), now, int(iteration))
+                        for k, v in scalars.items() if _is_number(v)]
         if len(self.buffer) >= self.flush_every or time.monotonic() - self.last_flush > self.flush_seconds:
             self.flush()
 
     def on_eval(self, iteration: int, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)
-        self.buffer += [Metric(f"val/{k}", float(v), now, int(iteration)) for k, v in metrics.items() if _is_number(v)]
+        self.buffer += [Metric(c.VAL_CURVE.format(k), float(v), now, int(iteration))
+                        for k, v in metrics.items() if _is_number(v)]
         self.flush()
         if self.on_eval_hook is not None:
             self.on_eval_hook(iteration, metrics)
@@ -205,3 +208,59 @@ class CurveLogger:
             self.client.log_batch(self.run_id, metrics=self.buffer[i:i + 1000])
         self.buffer = []
         self.last_flush = time.monotonic()
+
+
+# ---------------------------------------------------------------------------------- depth panels
+class PanelLogger:
+    """Trainer callback: a depth panel (input | prediction | ground truth | error) of one fixed validation
+    frame after every validation and at the end, as ``mlflow.log_image(key=panels, step=iteration)``."""
+
+    def __init__(self, client: MlflowClient, run_id: str, cfg):
+        self.client, self.run_id, self.cfg = client, run_id, cfg
+        self._item = None
+        self._failed = False
+
+    def item(self) -> dict:
+        if self._item is None:
+            from fadepth.data import build_test_set
+
+            try:  # a validation frame (what the curves measure); the test set if there is no val split
+                test_set = build_test_set(self.cfg.data, self.cfg.eval.model_copy(update={"split": "val", "max_images": 1}))
+            except Exception:  # noqa: BLE001
+                test_set = build_test_set(self.cfg.data, self.cfg.eval.model_copy(update={"max_images": 1}))
+            self._item = test_set[0]
+        return self._item
+
+    def on_model(self, iteration: int, depth_net) -> None:
+        if self._failed:
+            return
+        try:
+            from fadepth.report.panels import depth_panel
+
+            panel = depth_panel(depth_net, self.item(), next(depth_net.parameters()).device)
+            self.client.log_image(self.run_id, panel, key=c.PANELS_DIR, step=int(iteration))
+        except Exception as exc:  # noqa: BLE001 - a panel must never fail a run; say so once
+            self._failed = True
+            self.client.set_tag(self.run_id, "fadepth.panels", f"not logged: {type(exc).__name__}: {exc}"[:500])
+
+
+# ---------------------------------------------------------------------------------- sweep-level numbers
+def log_sweep_fps(client: MlflowClient, parent_run_id: str, fps: Mapping[str, float]) -> None:
+    """FPS per architecture (measured once per sweep) on the sweep's parent run: ``fps/<architecture>``."""
+    log_final_metrics(client, parent_run_id, {c.FPS_METRIC.format(k): v for k, v in fps.items()})
+
+
+# ---------------------------------------------------------------------------------- fadepth train
+def start_train_run(tracking_uri: str, cfg, experiment: str = "fadepth-train") -> tuple[MlflowClient, str]:
+    """A run for a standalone ``fadepth train`` (tag ``fadepth.role=train``), params = the resolved config."""
+    client = configure(tracking_uri)
+    root = Path(tracking_uri[len("sqlite:///"):]).parent / "mlartifacts" if tracking_uri.startswith("sqlite:///") else None
+    experiment_id = get_or_create_experiment(client, experiment, root)
+    name = Path(cfg.train.out_dir).name or "train"
+    tags = {ROLE: c.ROLE_TRAIN, GIT: git_commit(Path(__file__).resolve().parent), VERSIONS: versions(),
+            "fadepth.out_dir": str(Path(cfg.train.out_dir).resolve())}
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    items = [Param(k, _param_value(v)) for k, v in sorted(cfg.to_flat_dict().items())]
+    for i in range(0, len(items), MAX_BATCH):
+        client.log_batch(run_id, params=items[i:i + MAX_BATCH])
+    return client, run_id

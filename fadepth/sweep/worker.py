@@ -34,6 +34,7 @@ from typing import Any, Callable
 import optuna
 import yaml
 
+from fadepth import contracts
 from fadepth.sweep import study as st
 from fadepth.sweep import tracking as tr
 from fadepth.sweep.spec import SweepSpec, load_spec
@@ -116,7 +117,7 @@ class Objective:
         new_run = run_id is None
         if new_run:
             run_id = tr.start_child_run(
-                self.client, self.ctx.experiment_id, self.ctx.parent_run_id, run_name=f"{scheme}/seed{seed}",
+                self.client, self.ctx.experiment_id, self.ctx.parent_run_id, run_name=contracts.run_name(scheme, seed),
                 tags=self.tags(trial, cell, scheme, seed, cfg), params=cfg.to_flat_dict())
         trial.set_user_attr("mlflow_run_id", run_id)
         try:  # from here on any error is recorded on both the trial and the run (e.g. a read-only artifact store)
@@ -126,7 +127,7 @@ class Objective:
             metrics = self.run_cell(trial, cfg, run_id)
             value = self.primary_value(metrics)
         except optuna.TrialPruned as exc:
-            self.client.set_tag(run_id, "fadepth.pruned", "true")
+            self.client.set_tag(run_id, contracts.PRUNED, "true")
             tr.fail_run(self.client, run_id, exc, status="KILLED")
             raise
         except KeyboardInterrupt as exc:
@@ -177,13 +178,14 @@ class Objective:
             return metrics
         reporter = (lambda it, m: self.report(trial, it, m)) if self.spec.search else None
         curves = tr.CurveLogger(self.client, run_id, on_eval_hook=reporter)
+        panels = tr.PanelLogger(self.client, run_id, cfg)
         try:  # StopCheck last: the step it stops at is logged, and the trainer checkpoints it
-            result = self.train_fn(cfg, callbacks=[curves, StopCheck()], resume=True)
+            result = self.train_fn(cfg, callbacks=[curves, panels, StopCheck()], resume=True)
         except KeyboardInterrupt:
             curves.flush()
             raise
         metrics = {k: float(v) for k, v in result.metrics.items()}
-        metrics.update(complexity_metrics(cfg, required=False))
+        metrics.update(complexity_metrics(cfg, required=False, fps_reps=0))  # FPS: once per sweep (launcher)
         tr.log_final_metrics(self.client, run_id, metrics, step=int(getattr(result, "iterations", 0) or 0))
         self.log_artifacts(run_id, cfg, Path(getattr(result, "weights", None) or result.checkpoint))  # weights only
         return metrics
@@ -208,7 +210,7 @@ class Objective:
             tr.TABLE: self.spec.name, tr.SCHEME: scheme, tr.SEED: seed, tr.SPEC_HASH: self.spec.spec_hash,
             tr.PROFILE: self.ctx.profile, tr.GIT: self.ctx.git_commit, tr.DEVICE: self.device_tag(cfg),
             tr.VERSIONS: tr.versions(), tr.STUDY: self.ctx.study_name, tr.TRIAL: trial.number,
-            tr.WORKER: f"{self.host}:{self.pid}", "fadepth.cell": cell, tr.GPU: self.ctx.gpu or "",
+            tr.WORKER: f"{self.host}:{self.pid}", contracts.CELL: cell, tr.GPU: self.ctx.gpu or "",
         }
 
     def device_tag(self, cfg) -> str:
@@ -227,20 +229,16 @@ class Objective:
                 self._device_tag = f"{cfg.train.device} (unresolved: {exc})"
         return self._device_tag
 
-    def log_artifacts(self, run_id: str, cfg, checkpoint: Path) -> None:
+    def log_artifacts(self, run_id: str, cfg, checkpoint: Path) -> None:  # noqa: ARG002
         if checkpoint.is_file():
             self.client.log_artifact(run_id, str(checkpoint), "checkpoint")
-        try:
-            for png in depth_visualisations(cfg, checkpoint, checkpoint.parent / "viz"):
-                self.client.log_artifact(run_id, str(png), "depth")
-        except Exception as exc:  # noqa: BLE001 - visualisations are a convenience
-            log.warning("no depth visualisations for %s: %s", checkpoint, exc)
 
 
 def complexity_metrics(cfg, required: bool, fps_reps: int = 20) -> dict[str, float]:
-    """``fadepth.complexity`` counts of the config's depth net at the run's resolution, as numeric metrics
-    (``params_m``, ``gflops``, ``fps``, enc/dec splits, MAC).  If it is unavailable: a warning (or the
-    error when ``required``, i.e. for ``kind: complexity`` specs)."""
+    """``fadepth.complexity`` counts of the config's depth net at the run's resolution, as the metrics of a
+    :class:`fadepth.contracts.ComplexityRow` (``params_m``, ``gflops``, enc/dec splits, MAC; ``fps`` only
+    when ``fps_reps``).  If it is unavailable: a warning (or the error when ``required``, i.e. for
+    ``kind: complexity`` specs)."""
     try:
         from fadepth.complexity import count_complexity, deployed, measure_fps
         from fadepth.models import build_depth_model, create, entry
@@ -248,7 +246,6 @@ def complexity_metrics(cfg, required: bool, fps_reps: int = 20) -> dict[str, flo
         name, h, w = cfg.model.name, cfg.data.height, cfg.data.width
         model = build_depth_model(cfg.model) if entry(name).kind == "depth" else create(name)
         row = count_complexity(model.eval(), h, w)
-        row["params_m"] = row["params"] / 1e6 if row.get("params") is not None else None
         if fps_reps:
             row["fps"] = measure_fps(deployed(model)[0], h, w, cfg.train.device, warmup=3, reps=fps_reps, deploy=False)
     except Exception as exc:  # noqa: BLE001 - ImportError until the module lands, or a model it can't count
@@ -256,38 +253,37 @@ def complexity_metrics(cfg, required: bool, fps_reps: int = 20) -> dict[str, flo
             raise
         log.warning("complexity not logged: %s: %s", type(exc).__name__, exc)
         return {}
-    return {k: float(v) for k, v in row.items() if tr._is_number(v)}
+    return contracts.ComplexityRow.from_counts(row).metrics()
 
 
-def depth_visualisations(cfg, checkpoint: Path, out_dir: Path, n: int = 2) -> list[Path]:
-    """Colourised disparity of the first test frames (PNG), for the MLflow artifact view."""
-    if not checkpoint.is_file():
-        return []
-    import numpy as np
-    import torch
-    from PIL import Image
+def architecture_key(cfg) -> str:
+    """What FPS depends on: the network, its inference-time options and the resolution."""
+    etm = "_etm" if getattr(getattr(cfg.model, "etm", None), "enabled", False) else ""
+    return f"{cfg.model.name}{etm}_{cfg.data.height}x{cfg.data.width}"
 
-    from fadepth.checkpoint import load_model
-    from fadepth.data import build_test_set
-    from fadepth.predict import colorize, predict_disparity
 
-    depth_net, _ = load_model(checkpoint, device="cpu")
-    test_set = build_test_set(cfg.data, cfg.eval.model_copy(update={"max_images": n}))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(min(n, len(test_set))):
-        item = test_set[i]
-        rgb = (item["image"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-        disp = predict_disparity(depth_net, rgb, cfg.data.height, cfg.data.width, torch.device("cpu"))
-        path = out_dir / f"{i:02d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', str(item['id']))}.png"
-        Image.fromarray(np.concatenate([rgb, colorize(np.asarray(disp))], axis=0)).save(path)
-        paths.append(path)
-    return paths
+def sweep_fps(spec: SweepSpec, profile: str, extra: dict[str, Any], schemes: list[str], reps: int = 50
+              ) -> dict[str, float]:
+    """FPS once per architecture of a sweep (after its runs, on an otherwise idle machine), not per run:
+    per-run timings on a busy machine varied 2x between identical architectures."""
+    if spec.kind != "train":
+        return {}
+    seed = spec.seeds_for(profile)[0]
+    configs = {}
+    for scheme in schemes:
+        cfg = spec.resolve(scheme, seed, profile, extra)
+        configs.setdefault(architecture_key(cfg), cfg)
+    out = {}
+    for key, cfg in configs.items():
+        fps = complexity_metrics(cfg, required=False, fps_reps=reps).get("fps")
+        if fps is not None:
+            out[key] = fps
+    return out
 
 
 # ---------------------------------------------------------------------------------- stopping
 PREEMPT_SIGNUM = signal.SIGUSR2  # SLURM --signal=USR2@T (submitit's checkpoint signal); see sweep/slurm.py
-RESUMABLE, PREEMPTED_AT = "fadepth.resumable", "fadepth.preempted_at"
+RESUMABLE, PREEMPTED_AT = contracts.RESUMABLE, contracts.PREEMPTED_AT
 
 
 class StopCheck:
@@ -342,7 +338,7 @@ def resume_preempted_run(client: tr.MlflowClient, ctx: WorkerContext, cell: str,
     """The KILLED run a pre-empted worker left for this cell, RUNNING again (its checkpoint resumes it)."""
     runs = client.search_runs(
         [ctx.experiment_id],
-        f"tags.`{tr.STUDY}` = '{ctx.study_name}' and tags.`fadepth.cell` = '{tr._quote(cell)}' "
+        f"tags.`{tr.STUDY}` = '{ctx.study_name}' and tags.`{contracts.CELL}` = '{tr._quote(cell)}' "
         f"and tags.`{RESUMABLE}` = 'true' and attributes.status = 'KILLED'",
         max_results=1, order_by=["attributes.start_time DESC"])
     if not runs:
