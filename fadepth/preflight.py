@@ -57,14 +57,14 @@ def check_model_name(key: str, name: str, kinds: tuple[str, ...]) -> None:
 
 
 def check_depth_options(cfg: ExperimentConfig) -> None:
-    from fadepth.models import depth_options, entry
+    from fadepth.models import architecture_options, entry
 
     params = inspect.signature(entry(cfg.model.name).builder).parameters
     if any(p.kind == p.VAR_KEYWORD for p in params.values()):
         return
-    for option in depth_options(cfg.model):
+    for option in architecture_options(cfg.model):  # ETM applies to every model (models.create)
         if option not in params:
-            key = OPTION_KEYS.get(option, "model.etm.enabled" if option.startswith("etm") else option)
+            key = OPTION_KEYS.get(option, option)
             raise PreflightError(f"{key}: model {cfg.model.name!r} takes no option {option!r} "
                                  f"(its options: {', '.join(params) or 'none'}); remove the key")
 
