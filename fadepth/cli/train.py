@@ -34,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from fadepth.evaluation import format_row
     from fadepth.train import train
 
-    result = train(cfg, resume=not args.no_resume)
+    try:
+        result = train(cfg, resume=not args.no_resume)
+    except ConfigError as exc:  # checks that need the resolved device (train.precision=fp16 on CPU)
+        print(f"fadepth train: {exc}")
+        return 2
     print(f"checkpoint: {result.checkpoint}")
     print(format_row(result.metrics, header=True))
     if args.json:
