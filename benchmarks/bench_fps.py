@@ -1,5 +1,6 @@
 """Side-by-side inference speed (Table IV protocol) across runtimes: SmallDepth, deployed SmallDepth+ETM, RN18,
-MobileNetV3, each in PyTorch eager (NCHW and channels_last), torch.compile and ONNX Runtime.
+MobileNetV3, each in PyTorch eager (NCHW and channels_last), torch.compile and ONNX Runtime (on CUDA also
+torch.compile with CUDA graphs: `--runtimes ...,compile_cudagraphs`).
 
 Every model is the deployed one (ETM and BN folded) wrapped as exported (`fadepth.export.FullResolutionDisparity`:
 image -> full-resolution disparity), eval, no_grad, batch 1. All (model, runtime) pairs run in one interleaved
@@ -36,6 +37,7 @@ MODELS = {  # label: (registry name, options)
     "mobilenetv3": ("mobilenetv3", {}),
 }
 RUNTIMES = ("eager_nchw", "eager_channels_last", "compile", "ort")
+CUDA_RUNTIMES = ("compile_cudagraphs",)  # torch.compile(mode="reduce-overhead"): CUDA graphs
 Runner = Callable[[], object]
 
 
@@ -46,9 +48,10 @@ def eager(module: torch.nn.Module, image: torch.Tensor, channels_last: bool) -> 
     return lambda: module(image)
 
 
-def compiled(module: torch.nn.Module, image: torch.Tensor) -> Runner:
-    fn = torch.compile(module.to(image.device))
-    fn(image)  # compile now, outside the timed loop
+def compiled(module: torch.nn.Module, image: torch.Tensor, mode: str | None = None) -> Runner:
+    fn = torch.compile(module.to(image.device), mode=mode)
+    for _ in range(3):  # compile (and record the CUDA graph) now, outside the timed loop
+        fn(image)
     return lambda: fn(image)
 
 
@@ -72,6 +75,8 @@ def build_runners(runtimes: list[str], image: torch.Tensor, folder: Path, device
                 runners[label, runtime] = eager(module, image, channels_last=runtime == "eager_channels_last")
             elif runtime == "compile":
                 runners[label, runtime] = compiled(module, image)
+            elif runtime == "compile_cudagraphs":
+                runners[label, runtime] = compiled(module, image, mode="reduce-overhead")
             else:
                 runners[label, runtime] = onnx_runtime(module, image, folder, label, str(device))
             print(f"  ready {label:24s} {runtime:20s} ({time.perf_counter() - t0:.1f} s)", flush=True)
@@ -121,14 +126,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--reps", type=int, default=30, help="timed rounds (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds (default: %(default)s)")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma-separated subset of %(default)s")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of %(default)s")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES),
+                        help=f"comma-separated subset of %(default)s (on CUDA also {', '.join(CUDA_RUNTIMES)})")
     args = parser.parse_args(argv)
     runtimes = [r for r in args.runtimes.split(",") if r]
-    unknown = sorted(set(runtimes) - set(RUNTIMES))
-    if unknown:
-        parser.error(f"--runtimes: unknown {', '.join(unknown)}; expected a subset of {', '.join(RUNTIMES)}")
-
+    models = [m for m in args.models.split(",") if m]
+    if set(models) - set(MODELS) or not {"smalldepth", "rn18"} <= set(models):
+        parser.error(f"--models: a subset of {', '.join(MODELS)} holding smalldepth and rn18")
+    for label in set(MODELS) - set(models):
+        del MODELS[label]
     device = resolve_device(args.device)
+    allowed = RUNTIMES + (CUDA_RUNTIMES if device.type == "cuda" else ())
+    unknown = sorted(set(runtimes) - set(allowed))
+    if unknown:
+        parser.error(f"--runtimes: unknown on {device.type}: {', '.join(unknown)}; expected a subset of "
+                     f"{', '.join(allowed)}")
     print(f"device={device} threads={torch.get_num_threads()} input=1x3x{args.height}x{args.width} "
           f"torch={torch.__version__} runtimes={','.join(runtimes)}")
     image = torch.rand(1, 3, args.height, args.width, device=device)
@@ -141,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     eager_rt = max((r for r in runtimes if r.startswith("eager")), key=lambda r: fps["smalldepth", r], default=None)
     parts = []
     if eager_rt:
-        parts += [f"smalldepth_vs_rn18={fps['smalldepth', eager_rt] / fps['rn18', eager_rt]:.3f}",
-                  f"etm_deployed_vs_plain={fps['smalldepth_etm_deployed', eager_rt] / fps['smalldepth', eager_rt]:.3f}"]
+        parts.append(f"smalldepth_vs_rn18={fps['smalldepth', eager_rt] / fps['rn18', eager_rt]:.3f}")
+    if eager_rt and "smalldepth_etm_deployed" in MODELS:
+        parts.append(f"etm_deployed_vs_plain={fps['smalldepth_etm_deployed', eager_rt] / fps['smalldepth', eager_rt]:.3f}")
     if "ort" in runtimes:
         parts.append(f"smalldepth_vs_rn18_ort={fps['smalldepth', 'ort'] / fps['rn18', 'ort']:.3f}")
     best = max(runtimes, key=lambda r: fps["smalldepth", r])
