@@ -6,7 +6,7 @@ Every model is the deployed one (ETM and BN folded) wrapped as exported (`fadept
 image -> full-resolution disparity), eval, no_grad, batch 1. All (model, runtime) pairs run in one interleaved
 loop (one forward of each pair per round, warm-up rounds first) and the median time is reported, so a load
 change on a shared machine hits every pair alike. ONNX Runtime: the file `fadepth export` writes (opset 18),
-all graph optimisations, intra-op threads = torch's thread count, and intra-op spinning off
+all graph optimisations, intra-op threads = torch's thread count (= cores, or --threads), and intra-op spinning off
 (`session.intra_op.allow_spinning=0`): spinning threads keep burning the cores after each run and slow down
 whichever runtime is timed next. torch.compile: inductor, default mode, NCHW input.
 
@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--reps", type=int, default=30, help="timed rounds (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads of every runtime (default: torch's, = the cores). On a loaded, shared "
+                             "machine 1 avoids OpenMP barrier stalls that swamp the comparison")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of %(default)s")
     parser.add_argument("--runtimes", default=",".join(RUNTIMES),
                         help=f"comma-separated subset of %(default)s (on CUDA also {', '.join(CUDA_RUNTIMES)})")
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--models: a subset of {', '.join(MODELS)} holding smalldepth and rn18")
     for label in set(MODELS) - set(models):
         del MODELS[label]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     allowed = RUNTIMES + (CUDA_RUNTIMES if device.type == "cuda" else ())
     unknown = sorted(set(runtimes) - set(allowed))
