@@ -92,7 +92,9 @@ class DataConfig(_Strict):
     width: int = Field(416, ge=32)
     frame_ids: list[int] = [0, -1, 1]
     image_ext: str = ".png"
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0)  # loader processes (image decoding and augmentation off the main process)
+    persistent_workers: bool = True  # keep the workers across epochs (with num_workers > 0)
+    pin_memory: Literal["auto"] | bool = "auto"  # page-locked batches; auto = on when training on CUDA
     augment: AugmentConfig = AugmentConfig()
     synthetic: SyntheticConfig = SyntheticConfig()
 
@@ -206,8 +208,12 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(0, ge=0)  # 0 = only at the end
     out_dir: str = "runs/train"
     deterministic: bool = True
-    channels_last: bool = True  # NHWC weights: ~15% faster training steps on CPU (depthwise convs)
+    channels_last: bool = True  # NHWC weights (and CUDA inputs): ~15% faster training steps on CPU (depthwise convs)
     progress: bool = True
+    # Autocast dtype of the forward pass (weights, optimiser and loss reduction stay fp32). fp16 adds a
+    # GradScaler and needs CUDA (refused on CPU); bf16 runs on CPU and CUDA.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False  # torch.compile the depth and pose nets (inductor)
 
 
 class EvalConfig(_Strict):

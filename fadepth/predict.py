@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -120,41 +120,67 @@ def iter_frames(inputs: Iterable[str | Path]) -> Iterator[Frame]:
 
 
 @torch.no_grad()
-def predict_disparity(depth_net: torch.nn.Module, rgb: np.ndarray, height: int, width: int,
-                      device: torch.device) -> np.ndarray:
-    """Finest disparity of the network for one frame, resized back to the frame's resolution."""
+def predict_disparity(full_res_disp: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, height: int,
+                      width: int, device: torch.device | str = "cpu") -> np.ndarray:
+    """Disparity of one frame: resize to the network size, run `full_res_disp` (image -> disparity at the
+    network size: `fadepth.export.FullResolutionDisparity` or an exported file; a raw depth net's output
+    dict gives its finest disparity), resize back to the frame."""
     x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div(255.0).unsqueeze(0).to(device)
     x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
-    disp = depth_net(x)["disp"][0]
+    out = full_res_disp(x)
+    disp = (out["disp"][0] if isinstance(out, dict) else out).to(device)
     disp = F.interpolate(disp, size=rgb.shape[:2], mode="bilinear", align_corners=False)
     return disp[0, 0].cpu().numpy()
 
 
-def predict(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
-            device: str = "auto") -> list[Path]:
-    """Run a trained checkpoint on `inputs`; returns the files written."""
+def write_predictions(full_res_disp: Callable[[torch.Tensor], torch.Tensor], inputs: Iterable[str | Path],
+                      out_dir: str | Path, height: int, width: int, device: torch.device | str = "cpu") -> list[Path]:
+    """`<name>_disp.png` and `<name>_depth.npy` for every frame of `inputs`; returns the files written."""
     from PIL import Image
 
-    from fadepth.checkpoint import load_model
-    from fadepth.models import deploy
-    from fadepth.utils import resolve_device
-
-    from fadepth.preflight import check_device, check_output_folder
-
-    check_device(device)
-    check_output_folder(out_dir, "--out")
-    list_sources(inputs)  # every input exists and decodes before a model is loaded or a file written
-    dev = resolve_device(device)
-    depth_net, cfg = load_model(checkpoint, dev)
-    depth_net = deploy(depth_net).to(dev).eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for frame in iter_frames(inputs):
-        disp = predict_disparity(depth_net, frame.rgb, cfg.data.height, cfg.data.width, dev)
+        disp = predict_disparity(full_res_disp, frame.rgb, height, width, device)
         png = out / f"{frame.name}_disp.png"
         npy = out / f"{frame.name}_depth.npy"
         Image.fromarray(colorize(disp)).save(png)
         np.save(npy, disp_to_depth(disp).astype(np.float32))
         written += [png, npy]
     return written
+
+
+def check_inputs(inputs: Sequence[str | Path], out_dir: str | Path, device: str) -> None:
+    """Every input exists and decodes, `out_dir` can be a folder and `device` exists: checked before a model
+    is loaded or a file written."""
+    from fadepth.preflight import check_device, check_output_folder
+
+    check_device(device)
+    check_output_folder(out_dir, "--out")
+    list_sources(inputs)
+
+
+def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path,
+            device: str = "auto") -> list[Path]:
+    """Run a trained checkpoint's deployed depth net (ETM / BN folded) on `inputs`; returns the files written."""
+    from fadepth.checkpoint import load_model
+    from fadepth.export import deployed_module
+    from fadepth.utils import resolve_device
+
+    check_inputs(inputs, out_dir, device)
+    dev = resolve_device(device)
+    depth_net, cfg = load_model(checkpoint, dev)
+    model = deployed_module(depth_net).to(dev)
+    return write_predictions(model, inputs, out_dir, cfg.data.height, cfg.data.width, dev)
+
+
+def predict_exported(model_file: str | Path, inputs: Sequence[str | Path], out_dir: str | Path,
+                     device: str = "auto") -> list[Path]:
+    """The same outputs from a file written by `fadepth export`: ONNX through ONNX Runtime (CUDA provider
+    when present), TorchScript through torch.jit."""
+    from fadepth.export import ExportedModel
+
+    check_inputs(inputs, out_dir, device)
+    model = ExportedModel(model_file, device)
+    return write_predictions(model, inputs, out_dir, model.height, model.width, "cpu")

@@ -37,7 +37,7 @@ from fadepth.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from fadepth.config import ExperimentConfig, dump_config
+from fadepth.config import ConfigError, ExperimentConfig, dump_config
 from fadepth.models import build_pose_model, initial_depth_model
 from fadepth.schedules import apply_drop_rates
 from fadepth.utils import resolve_device, seed_everything, to_channels_last
@@ -66,22 +66,57 @@ class TrainResult:
     weights: Path | None = None  # deployable weights (what eval / predict / export and MLflow take)
 
 
-class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch, optionally starting part-way (for exact resume)."""
+class EpochSampler(Sampler[tuple[int, int]]):
+    """A seeded permutation per epoch, optionally starting part-way (for exact resume).
+
+    Yields ``(index, sample_seed)``: the seed of every sample's random draws (augmentation) is a function of
+    (train seed, epoch, position), so the data are the same with any number of loader workers and after
+    a resume, which would otherwise restart the workers' random streams.  ``set_epoch`` repositions one
+    sampler, so a DataLoader with persistent workers can serve every epoch.
+    """
 
     def __init__(self, size: int, seed: int, epoch: int = 0, start: int = 0):
-        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+        self.size, self.seed = size, seed
+        self.set_epoch(epoch, start)
 
-    def __iter__(self) -> Iterator[int]:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=gen).tolist()
-        return iter(order[self.start :])
+        base = step_seed(self.seed, self.epoch * self.size)
+        return iter((i, (base + pos * 104_729) % (2**31 - 1)) for pos, i in enumerate(order) if pos >= self.start)
 
     def __len__(self) -> int:
         return self.size - self.start
 
 
-def batches(dataset, cfg: ExperimentConfig, start_iteration: int) -> Iterator[dict[str, Any]]:
+class SeededSamples(torch.utils.data.Dataset):
+    """``dataset[index]`` with torch's random state (in whichever process loads it) seeded per sample."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        torch.manual_seed(seed)
+        return self.dataset[index]
+
+
+def make_loader(dataset, cfg: ExperimentConfig, sampler: EpochSampler, device: torch.device) -> DataLoader:
+    workers = cfg.data.num_workers
+    pin = cfg.data.pin_memory if cfg.data.pin_memory != "auto" else device.type == "cuda"
+    return DataLoader(SeededSamples(dataset), batch_size=cfg.train.batch_size, sampler=sampler, drop_last=True,
+                      num_workers=workers, persistent_workers=workers > 0 and cfg.data.persistent_workers,
+                      pin_memory=pin)
+
+
+def batches(dataset, cfg: ExperimentConfig, start_iteration: int,
+            device: torch.device | None = None) -> Iterator[dict[str, Any]]:
     """An endless stream of training batches, positioned at `start_iteration`."""
     per_epoch = len(dataset) // cfg.train.batch_size
     if per_epoch == 0:
@@ -89,18 +124,12 @@ def batches(dataset, cfg: ExperimentConfig, start_iteration: int) -> Iterator[di
             f"training set has {len(dataset)} snippets, fewer than one batch of {cfg.train.batch_size}"
         )
     epoch, skip = divmod(start_iteration, per_epoch)
+    sampler = EpochSampler(len(dataset), cfg.train.seed, epoch, skip * cfg.train.batch_size)
+    loader = make_loader(dataset, cfg, sampler, device or torch.device("cpu"))
     while True:
-        sampler = EpochSampler(len(dataset), cfg.train.seed, epoch, skip * cfg.train.batch_size)
-        loader = DataLoader(
-            dataset,
-            batch_size=cfg.train.batch_size,
-            sampler=sampler,
-            drop_last=True,
-            num_workers=cfg.data.num_workers,
-            persistent_workers=False,
-        )
         yield from loader
-        epoch, skip = epoch + 1, 0
+        epoch += 1
+        sampler.set_epoch(epoch)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig):
@@ -118,8 +147,39 @@ def step_seed(seed: int, iteration: int) -> int:
     return (seed * 1_000_003 + iteration * 7919) % (2**31 - 1)
 
 
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
+    """Tensors to `device` (non-blocking from pinned memory); 4-D images NHWC with `channels_last`."""
+    def move(v: torch.Tensor) -> torch.Tensor:
+        v = v.to(device, non_blocking=True)
+        return v.contiguous(memory_format=torch.channels_last) if channels_last and v.dim() == 4 else v
+
+    return {k: move(v) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(cfg: ExperimentConfig, device: torch.device) -> None:
+    """fp16 autocast is CUDA-only here (CPU fp16 kernels are slow and partial; bf16 is the CPU choice), and
+    needs the trainer's own backward (GradScaler), which the per-level pyramid mode does inside the loss."""
+    if cfg.train.precision != "fp16":
+        return
+    if device.type != "cuda":
+        raise ConfigError(f"train.precision=fp16 needs a CUDA device (train.device resolved to {device}); "
+                          "use train.precision=bf16 on CPU")
+    if cfg.loss.pyramid.enabled and cfg.loss.pyramid.mode == "per_level":
+        raise ConfigError("train.precision=fp16 does not combine with loss.pyramid.mode=per_level "
+                          "(its backward passes run unscaled); use bf16")
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed-precision context for the forward pass (a no-op for fp32)."""
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(precision, torch.float32),
+                          enabled=precision in AUTOCAST_DTYPES)
+
+
+def compile_module(module: torch.nn.Module) -> torch.nn.Module:
+    return torch.compile(module)
 
 
 def _call(callbacks: Sequence[Any], hook: str, *args) -> None:
@@ -136,6 +196,7 @@ class Trainer:
         self.cfg = cfg
         self.callbacks = list(callbacks)
         self.device = resolve_device(cfg.train.device)
+        check_precision(cfg, self.device)  # before any model is built
         self.out_dir = Path(cfg.train.out_dir)
         seed_everything(cfg.train.seed)
         if cfg.train.deterministic and self.device.type == "cpu":
@@ -151,6 +212,11 @@ class Trainer:
         from fadepth.losses import build_objective  # heavy imports kept out of module import
 
         self.objective = build_objective(cfg, self.depth_net, self.device).to(self.device)
+        # The objective calls these (compiled graphs when train.compile); states are saved from the originals.
+        self.depth_forward, self.pose_forward = self.depth_net, self.pose_net
+        if cfg.train.compile:
+            self.depth_forward, self.pose_forward = compile_module(self.depth_net), compile_module(self.pose_net)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         params = [p for m in (self.depth_net, self.pose_net, self.objective) for p in m.parameters()]
         params = [p for p in params if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -227,17 +293,21 @@ class Trainer:
         self.depth_net.train()
         self.pose_net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.objective(self.depth_net, self.pose_net, to_device(batch, self.device))
+        batch = to_device(batch, self.device, channels_last=cfg.train.channels_last and self.device.type == "cuda")
+        with autocast(self.device, cfg.train.precision):
+            out = self.objective(self.depth_forward, self.pose_forward, batch)
         loss_value = float(out.loss.detach()) if out.loss is not None else float(out.terms.get("total", math.nan))
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(f"loss is {loss_value} at iteration {self.iteration}")
         if not out.backward_done:
-            out.loss.backward()
+            self.scaler.scale(out.loss).backward()
         if cfg.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(
                 [p for g in self.optimizer.param_groups for p in g["params"]], cfg.optim.grad_clip
             )
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         self.iteration += 1
         scalars = {k: float(v) for k, v in out.terms.items()}
@@ -258,7 +328,7 @@ class Trainer:
         total = cfg.train.iterations
         if self.iteration < total:
             dataset = build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled)
-            stream = batches(dataset, cfg, self.iteration)
+            stream = batches(dataset, cfg, self.iteration, self.device)
             bar = _progress(total, self.iteration, enabled=cfg.train.progress)
             for batch in stream:
                 if self.iteration >= total:

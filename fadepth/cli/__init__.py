@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "train": ("fadepth.cli.train", "train a depth network (self-supervised) from a YAML config"),
     "eval": ("fadepth.cli.evaluate", "evaluate a checkpoint with the KITTI / DDAD / synthetic protocol"),
     "predict": ("fadepth.cli.predict", "colorized depth and .npy for images, folders or videos"),
+    "export": ("fadepth.cli.export", "the deployed depth net (ETM / BN folded) as ONNX or TorchScript"),
     "complexity": ("fadepth.cli.complexity", "params / GFLOPs / MAC / FPS, split encoder / decoder"),
     "kitti": ("fadepth.cli.kitti", "KITTI tools: export-gt"),
     "synthetic": ("fadepth.cli.synthetic", "write synthetic scenes to disk in the KITTI raw layout"),

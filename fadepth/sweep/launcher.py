@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", default="auto",
                    help="comma-separated GPU ids, one worker per id with CUDA_VISIBLE_DEVICES set; 'auto' "
                         "(default): every visible GPU, or CPU workers when there is none; 'none': CPU workers")
+    p.add_argument("--workers-per-gpu", type=positive_int, default=1, metavar="N",
+                   help="workers sharing each GPU (several small runs on one large GPU); each sees only its own "
+                        "device through CUDA_VISIBLE_DEVICES (default: 1; no effect on CPU workers)")
     p.add_argument("--workers", type=int, default=None,
                    help="CPU worker processes when no GPU is used (default: one per CPU core, at most 8)")
     p.add_argument("--runs-dir", default="runs", help="embedded stores, checkpoints and logs (default: ./runs)")
@@ -73,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     slurm.add_arguments(p)
     return p
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 # ------------------------------------------------------------------------------------ planning
@@ -275,11 +284,18 @@ def resolve_gpus(text: str | None) -> list[str]:
     return [g.strip() for g in text.split(",") if g.strip()]
 
 
+def worker_devices(gpu_ids: list[str], workers_per_gpu: int = 1, cpu_workers: int | None = None) -> list:
+    """The device of each worker: every GPU id `workers_per_gpu` times, or `None` (CPU) per CPU worker."""
+    if gpu_ids:
+        return [gpu for gpu in gpu_ids for _ in range(workers_per_gpu)]
+    return [None] * max(1, cpu_workers or min(8, os.cpu_count() or 1))
+
+
 def start_workers(sweep: Sweep, args: argparse.Namespace) -> list[subprocess.Popen]:
     from fadepth.sweep.worker import WorkerContext
 
     gpu_ids = resolve_gpus(args.gpus)
-    gpus = gpu_ids or [None] * max(1, args.workers or min(8, os.cpu_count() or 1))
+    gpus = worker_devices(gpu_ids, getattr(args, "workers_per_gpu", 1), args.workers)
     log_dir = sweep.runs_dir / "logs" / sweep.study_name
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []

@@ -1,0 +1,40 @@
+"""--workers-per-gpu: several workers share one GPU, each pinned to it through CUDA_VISIBLE_DEVICES."""
+import pytest
+
+from fadepth.sweep.launcher import build_parser, worker_devices
+
+
+def test_each_gpu_gets_n_workers():
+    assert worker_devices(["0", "1"], 2) == ["0", "0", "1", "1"]
+    assert worker_devices(["3"], 1) == ["3"]
+    assert worker_devices([], 4, cpu_workers=2) == [None, None]  # no GPU: the CPU worker count rules
+
+
+def test_parser_takes_workers_per_gpu_and_refuses_zero(capsys):
+    args = build_parser().parse_args(["spec.yaml", "--workers-per-gpu", "2"])
+    assert args.workers_per_gpu == 2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["spec.yaml", "--workers-per-gpu", "0"])
+    assert "--workers-per-gpu: expected a whole number >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_started_workers_are_pinned(monkeypatch, tmp_path):
+    import types
+
+    from fadepth.sweep import launcher
+
+    started, real_popen = [], launcher.subprocess.Popen
+
+    def fake_popen(cmd, *args, env=None, **kwargs):
+        if "fadepth.sweep.worker" not in cmd:
+            return real_popen(cmd, *args, env=env, **kwargs)
+        started.append(env["CUDA_VISIBLE_DEVICES"])
+
+    monkeypatch.setattr(launcher.subprocess, "Popen", fake_popen)
+    monkeypatch.setattr(launcher, "resolve_gpus", lambda text: ["0", "1"])
+    plan = types.SimpleNamespace(spec=types.SimpleNamespace(path="s.yaml"), profile="smoke", extra={})
+    sweep = types.SimpleNamespace(plan=plan, study_name="s", storage_url="j", tracking_uri="t", experiment_id="1",
+                                  parent_run_id="p", runs_dir=tmp_path, git_commit="c")
+    args = build_parser().parse_args(["s.yaml", "--workers-per-gpu", "2"])
+    launcher.start_workers(sweep, args)
+    assert started == ["0", "0", "1", "1"]
