@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from fadepth.cli import main
@@ -158,7 +159,7 @@ def test_export_bad_input_gets_one_clear_line(checkpoint, tmp_path, capsys):
 
 
 def test_predict_model_bad_input_gets_one_clear_line(tmp_path, capsys):
-    (tmp_path / "img.png").write_bytes(b"")
+    Image.new("RGB", (64, 32)).save(tmp_path / "img.png")  # a good image: only the model file is bad
     (tmp_path / "junk.onnx").write_bytes(b"garbage")
     (tmp_path / "model.txt").write_text("x")
     for model, expect in [("missing.onnx", "model file not found"), ("junk.onnx", "not a readable ONNX model"),

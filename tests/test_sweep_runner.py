@@ -219,5 +219,8 @@ def test_dry_run_writes_nothing(tmp_path):
           overrides: {model.pb_dsr: 0.1}
         """)
     proc = run(tmp_path, spec, "--dry-run", "--workers", "2")
-    assert "model.pb_dsr" in proc.stdout and "\na       0     0.1" in proc.stdout
+    lines = proc.stdout.splitlines()
+    header = next(line.split() for line in lines if line.startswith("scheme"))
+    row = next(line.split() for line in lines if line.startswith("a "))
+    assert row[header.index("model.pb_dsr")] == "0.1" and row[header.index("seed")] == "0"
     assert not (tmp_path / "runs").exists()

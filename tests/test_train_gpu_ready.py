@@ -38,7 +38,8 @@ def test_fp16_on_cpu_is_refused_with_one_line_before_any_model_is_built(tmp_path
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         Trainer(tiny_cfg(tmp_path, "train.precision=fp16"))
     assert main(["train", *TINY, f"train.out_dir={tmp_path}", "train.precision=fp16"]) == 2
-    out = capsys.readouterr().out.strip()
+    captured = capsys.readouterr()
+    out = (captured.out + captured.err).strip()
     assert len(out.splitlines()) == 1 and "use train.precision=bf16 on CPU" in out
     assert not (tmp_path / "checkpoint.pt").exists()
 

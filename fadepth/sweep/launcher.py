@@ -193,7 +193,6 @@ class Sweep:
     """The prepared stores of one sweep (created here, before any worker)."""
 
     def __init__(self, plan: Plan, args: argparse.Namespace):
-        from fadepth import contracts as c
         from fadepth.sweep import study as st
         from fadepth.sweep import tracking as tr
 
@@ -216,6 +215,7 @@ class Sweep:
         return None
 
     def _open(self) -> None:
+        from fadepth import contracts as c
         from fadepth.sweep import study as st
         from fadepth.sweep import tracking as tr
 
