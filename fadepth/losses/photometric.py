@@ -1,7 +1,7 @@
 """Photometric building blocks of L_cr (monodepth2 definitions; eq. 21's L_p and L_s).
 
 * ``ssim``: 3x3 mean-filter SSIM after 1-pixel reflection padding, C1 = 0.01^2, C2 = 0.03^2; the
-  per-pixel, per-channel *similarity* clamped to [0, 1].
+  per-pixel, per-channel *dissimilarity* (1 - S) / 2 clamped to [0, 1] (monodepth2).
 * ``photometric_error``: pe(a, b) = w (1 - SSIM(a, b)) / 2 + (1 - w) |a - b|, averaged over channels,
   (B,1,H,W), w = 0.85.
 * ``edge_aware_smoothness``: mean over pixels of |dx d*| exp(-|dx I|) + |dy d*| exp(-|dy I|) on the
@@ -21,7 +21,7 @@ def _mean3x3(x: torch.Tensor) -> torch.Tensor:
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-pixel SSIM similarity (B,C,H,W) in [0, 1]; 1 for identical images."""
+    """Per-pixel SSIM *dissimilarity* (1 - S) / 2 clamped to [0, 1] (monodepth2's SSIM module); 0 for identical images."""
     a = F.pad(a, (1, 1, 1, 1), mode="reflect")
     b = F.pad(b, (1, 1, 1, 1), mode="reflect")
     mu_a, mu_b = _mean3x3(a), _mean3x3(b)
@@ -30,7 +30,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     cov = _mean3x3(a * b) - mu_a * mu_b
     num = (2 * mu_a * mu_b + C1) * (2 * cov + C2)
     den = (mu_a * mu_a + mu_b * mu_b + C1) * (var_a + var_b + C2)
-    return (num / den).clamp(0.0, 1.0)
+    return ((1 - num / den) / 2).clamp(0, 1)
 
 
 def photometric_error(a: torch.Tensor, b: torch.Tensor, ssim_weight: float = 0.85) -> torch.Tensor:
@@ -38,7 +38,7 @@ def photometric_error(a: torch.Tensor, b: torch.Tensor, ssim_weight: float = 0.8
     l1 = (a - b).abs().mean(dim=1, keepdim=True)
     if ssim_weight == 0:
         return l1
-    dssim = ((1.0 - ssim(a, b)) / 2.0).mean(dim=1, keepdim=True)
+    dssim = ssim(a, b).mean(dim=1, keepdim=True)
     return ssim_weight * dssim + (1.0 - ssim_weight) * l1
 
 
