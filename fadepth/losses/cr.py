@@ -13,9 +13,10 @@ Decisions
    order ([s, t] for negative ids, then inverted; [t, s] for positive ids), as monodepth2. The reverse
    direction uses the exact inverse T_{s->t} = T_{t->s}^-1 (no second pose pass).
 2. **Scales.** n = min(cfg.num_scales, len(disp)) disparity scales, each upsampled bilinearly to (H, W)
-   before warping (monodepth2); depth by eq. (12), ``fadepth.models.disp_to_depth`` (cfg.min_depth and
+   before warping (monodepth2; one interpolation per scale for all frames of the frame-major batch); depth by eq. (12), ``fadepth.models.disp_to_depth`` (cfg.min_depth and
    cfg.max_depth are not used: eq. 12 fixes the range to ~[0.1, 100]). L_p and L_d are averaged over scales.
-3. **L_p** (per direction): pe = 0.85 (1-SSIM)/2 + 0.15 L1. Forward (t <- s): per-pixel minimum over the
+3. **L_p** (per direction): pe = 0.85 (1-SSIM)/2 + 0.15 L1 (the SSIM statistics of each frame, which
+   every error is measured against, are computed once per step: ``photometric.moments``). Forward (t <- s): per-pixel minimum over the
    sources (``min_reprojection``; otherwise the average). Projections that leave the source keep their
    border-padded error as in monodepth2 (``exclude_out_of_view=True`` drops them instead, which the net
    exploits by predicting near depth at the borders). Auto-mask (``automask``): keep a pixel only where
