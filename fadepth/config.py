@@ -140,7 +140,8 @@ class PyramidConfig(_Strict):
     color: PyramidLevelConfig = PyramidLevelConfig(alpha=1.0, beta=0.1, gamma=0.1, phi="l1")
     mode: Literal["sum", "per_level"] = "sum"  # per_level = gradient accumulation (Table X hatted schemes)
     use_cr: bool = False  # rescale every level's outputs to cr before the loss (Table VIII a4/a6)
-    phi_kind: Literal["sym_ce", "sym_kl"] = "sym_ce"
+    # phi of eq. 22: symmetric KL (minimal at b = a); "sym_ce" = the printed cross-entropy (= sym_kl + entropy)
+    phi_kind: Literal["sym_kl", "sym_ce"] = "sym_kl"
 
 
 class ApxConfig(_Strict):

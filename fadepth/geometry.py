@@ -13,7 +13,13 @@ Conventions (used everywhere in fadepth)
   camera frame: X_s = R X_t + t. ``pose_vec_to_mat`` builds it from the pose network's (B,6)
   axis-angle + translation exactly as monodepth2 does (``invert=True`` for negative frame ids, where the
   network saw the pair as [source, target]).
-* **Intrinsics.** (B,3,3) pixel intrinsics at the resolution of the image they are used with.
+* **Intrinsics.** (B,3,3) (or (3,3)) pixel intrinsics at the resolution of the image they are used with, in
+  the same pixel-centre convention. Every change of resolution goes through ``scale_intrinsics`` (one owner):
+  images are resized with ``align_corners=False`` (``F.interpolate``, PIL), which maps a pixel coordinate u to
+  (u + 0.5) s - 0.5, so cx' = (cx + 0.5) sx - 0.5 (cy likewise) and fx' = fx sx. Crops subtract the offset
+  (``crop_intrinsics``), a horizontal flip maps cx to W - 1 - cx (``flip_intrinsics``), and normalised
+  intrinsics (monodepth2's KITTI K, fractions of the image size) become pixels by ``pixel_intrinsics``
+  (cx = cx_n W - 0.5, so a centred principal point 0.5 lands on (W - 1) / 2).
 """
 from __future__ import annotations
 
@@ -124,15 +130,44 @@ def pose_vec_to_mat(vec: torch.Tensor, invert: bool = False) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------- intrinsics
 def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
-    """Intrinsics after resizing the image by (sx, sy): fx, cx scale by sx; fy, cy by sy.
+    """Intrinsics of the image resized by (sx, sy) with align_corners=False (pixel centres at integers):
+    fx, skew scale by sx, fy by sy; cx' = (cx + 0.5) sx - 0.5, cy' = (cy + 0.5) sy - 0.5.
 
-    This is the usual (monodepth2) rule; under strict pixel-centre bookkeeping cx would map as
-    (cx + 0.5) sx - 0.5, a sub-pixel difference ignored here as everywhere in the field.
+    (monodepth2's cx * s is the same rule for pixel-corner coordinates; with pixel centres at integers, as
+    ``pixel_grid`` and ``F.interpolate(align_corners=False)`` have them, it is off by 0.5 (s - 1) pixels.)
     """
     out = K.clone()
     out[..., 0, :] = out[..., 0, :] * sx  # fx, skew, cx
     out[..., 1, :] = out[..., 1, :] * sy  # fy, cy
+    out[..., 0, 2] = out[..., 0, 2] + 0.5 * (sx - 1.0)
+    out[..., 1, 2] = out[..., 1, 2] + 0.5 * (sy - 1.0)
     return out
+
+
+def resize_intrinsics(K: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> torch.Tensor:
+    """``scale_intrinsics`` for a resize from (H, W) = ``from_size`` to ``to_size``."""
+    return scale_intrinsics(K, to_size[1] / from_size[1], to_size[0] / from_size[0])
+
+
+def crop_intrinsics(K: torch.Tensor, x0: float, y0: float) -> torch.Tensor:
+    """Intrinsics of the crop whose top-left pixel is (x0, y0): cx - x0, cy - y0."""
+    out = K.clone()
+    out[..., 0, 2] = out[..., 0, 2] - x0
+    out[..., 1, 2] = out[..., 1, 2] - y0
+    return out
+
+
+def pixel_intrinsics(K_normalised, height: int, width: int):
+    """Normalised intrinsics (fractions of the image size, pixel-corner origin: monodepth2's KITTI K) -> pixel
+    intrinsics at (height, width) in this module's convention: fx W, fy H, cx W - 0.5, cy H - 0.5.
+
+    Works on numpy arrays and tensors alike (3x3 or 4x4; only the top-left 3x3 block is used)."""
+    K = K_normalised[..., :3, :3].copy() if hasattr(K_normalised, "copy") else K_normalised[..., :3, :3].clone()
+    K[..., 0, :] = K[..., 0, :] * width
+    K[..., 1, :] = K[..., 1, :] * height
+    K[..., 0, 2] = K[..., 0, 2] - 0.5
+    K[..., 1, 2] = K[..., 1, 2] - 0.5
+    return K
 
 
 def flip_intrinsics(K: torch.Tensor, width: int) -> torch.Tensor:

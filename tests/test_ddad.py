@@ -68,7 +68,9 @@ def test_training_dataset(tmp_path):
     sample = ds[0]
     assert sample["images"].shape == (3, 3, 32, 48)
     assert float(sample["images"][1].mean()) == pytest.approx(0.0) and float(sample["images"][0].mean()) > 0
-    np.testing.assert_allclose(sample["K"].numpy(), [[50 * 48 / 64, 0, 32 * 48 / 64], [0, 40, 16], [0, 0, 1]], rtol=1e-6)
+    # fadepth.geometry.scale_intrinsics (pixel centres at integers): c' = (c + 0.5) s - 0.5
+    cx, cy = (32 + 0.5) * 48 / 64 - 0.5, (20 + 0.5) * 32 / 40 - 0.5
+    np.testing.assert_allclose(sample["K"].numpy(), [[50 * 48 / 64, 0, cx], [0, 40, cy], [0, 0, 1]], rtol=1e-6)
 
 
 def test_errors(tmp_path):

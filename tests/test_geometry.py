@@ -4,14 +4,21 @@ import math
 import numpy as np
 import torch
 
+import pytest
+import torch.nn.functional as F
+
 from fadepth.geometry import (
     backproject,
+    crop_intrinsics,
     flip_intrinsics,
     invert_pose,
     normalise_pixels,
     pixel_grid,
+    pixel_intrinsics,
     pose_vec_to_mat,
     project,
+    resize_intrinsics,
+    sample,
     scale_intrinsics,
     warp,
 )
@@ -69,8 +76,17 @@ def test_pose_vec_to_mat_rotation_inverse_and_round_trip():
 
 def test_intrinsics_helpers():
     K = _K()
-    Ks = scale_intrinsics(K, 0.5, 0.25)
-    assert Ks[0, 0, 0] == 25.0 and Ks[0, 0, 2] == 15.75 and Ks[0, 1, 1] == 12.5 and Ks[0, 1, 2] == 5.875
+    Ks = scale_intrinsics(K, 0.5, 0.25)  # c' = (c + 0.5) s - 0.5
+    assert Ks[0, 0, 0] == 25.0 and Ks[0, 0, 2] == 15.5 and Ks[0, 1, 1] == 12.5 and Ks[0, 1, 2] == 5.5
+    torch.testing.assert_close(resize_intrinsics(K, (H, W), (H // 4, W // 2)), Ks)
+    Kc = crop_intrinsics(K, 3, 2)
+    assert Kc[0, 0, 2] == 31.5 - 3 and Kc[0, 1, 2] == 23.5 - 2 and Kc[0, 0, 0] == K[0, 0, 0]
+    # normalised monodepth2 K: a centred principal point lands on the centre pixel coordinate (W-1)/2
+    Kn = np.array([[0.58, 0, 0.5, 0], [0, 1.92, 0.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    Kp = pixel_intrinsics(Kn, 32, 96)
+    np.testing.assert_allclose(Kp, [[0.58 * 96, 0, 47.5], [0, 1.92 * 32, 15.5], [0, 0, 1]])
+    torch.testing.assert_close(pixel_intrinsics(torch.from_numpy(Kn), 32, 96), torch.from_numpy(Kp))
+    torch.testing.assert_close(flip_intrinsics(torch.from_numpy(Kp), 96), torch.from_numpy(Kp))  # centred
     Kf = flip_intrinsics(K, W)
     assert Kf[0, 0, 2] == W - 1 - 31.5 and Kf[0, 0, 0] == K[0, 0, 0]
     # flipping the image of a plane == rendering with flipped intrinsics: projecting a mirrored point
@@ -78,6 +94,44 @@ def test_intrinsics_helpers():
     u = (K[0] @ X[0] / X[0, 2])[0]
     uf = (Kf[0] @ (X[0] * torch.tensor([-1.0, 1, 1], dtype=torch.float64)) / X[0, 2])[0]
     assert torch.isclose(uf, W - 1 - u)
+
+
+def _ramp(height, width, dtype=torch.float64):
+    """I(u, v) = 0.3 + 0.01 u + 0.02 v (pixel centres at integers); bilinear resizing is exact on it."""
+    v, u = torch.meshgrid(torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype), indexing="ij")
+    return (0.3 + 0.01 * u + 0.02 * v)[None, None]
+
+
+@pytest.mark.parametrize(
+    "size,antialias", [((96, 128), False), ((24, 40), False), ((36, 80), False), ((24, 32), True), ((12, 16), True)]
+)
+def test_projected_point_lands_on_the_same_resized_pixel(size, antialias):
+    """A 3-D point projected with resize_intrinsics(K) samples the resized image (F.interpolate, bilinear,
+    align_corners=False, as every resize in fadepth) where the original projection samples the original:
+    (c + 0.5) s - 0.5 is the rule of that resize; c s (monodepth2's) misses by 0.5 (s - 1) px.  (Antialiased
+    resizes by non-integer factors follow the same rule only on average: their truncated filter windows shift
+    single pixels by up to ~0.06 px, periodically, measured; so they are tested at integer factors.)"""
+    image, K = _ramp(H, W), _K()
+    small = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    torch.manual_seed(0)
+    # points whose projections stay 8 px away from the borders (the resize filter's support)
+    uv = torch.stack([torch.empty(50).uniform_(8, W - 9), torch.empty(50).uniform_(8, H - 9)], 0).double()
+    z = torch.empty(50).uniform_(2, 20).double()
+    points = (torch.linalg.inv(K[0]) @ torch.cat([uv, torch.ones(1, 50, dtype=torch.float64)])) * z
+
+    def value(img, K_img):  # project with K_img, sample img there (fadepth's normalisation and sampling)
+        pix = K_img[0] @ points
+        grid = normalise_pixels((pix[:2] / pix[2:]).reshape(1, 2, 1, 50), *img.shape[-2:])
+        return sample(img, grid).flatten()
+
+    reference = value(image, K)
+    torch.testing.assert_close(reference, 0.3 + 0.01 * uv[0] + 0.02 * uv[1])
+    K_small = resize_intrinsics(K, (H, W), size)
+    torch.testing.assert_close(value(small, K_small), reference, atol=1e-9, rtol=0)
+    naive = K.clone()  # fx, cx times s
+    naive[:, 0] *= size[1] / W
+    naive[:, 1] *= size[0] / H
+    assert (value(small, naive) - reference).abs().max() > 1e-3
 
 
 # ------------------------------------------------------------------ analytic textured plane

@@ -138,7 +138,9 @@ def test_kitti_dataset_and_test_set_on_synthetic_tree(synthetic_kitti):
     sample = ds[0]
     assert sample["images"].shape == (3, 3, 32, 96) and "depth" not in sample
     plain = build_dataset(data_cfg, "train", augment=False)[0]
-    assert torch.allclose(plain["K"], torch.tensor([[0.58 * 96, 0, 48], [0, 1.92 * 32, 16], [0, 0, 1.0]]))
+    # principal point at the image centre in pixel-centre coordinates, (W - 1) / 2, (H - 1) / 2
+    assert torch.allclose(plain["K"], torch.tensor([[0.58 * 96, 0, 47.5], [0, 1.92 * 32, 15.5], [0, 0, 1.0]]))
+    assert sample["images_aug"].shape == sample["images"].shape and "images_aug" not in plain
     test = build_test_set(data_cfg, EvalConfig(protocol="eigen"))
     assert test.protocol == "eigen" and len(test) == 4
     item = test[1]

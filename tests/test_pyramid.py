@@ -11,6 +11,8 @@ from torch import nn
 from fadepth.config import ExperimentConfig, PyramidConfig, PyramidLevelConfig
 from fadepth.losses.objective import build_objective
 from fadepth.losses.pyramid import (
+    CONSISTENCY_PHI_KINDS,
+    PHI_KINDS,
     PyramidLoss,
     jitter_snippets,
     level_size,
@@ -84,16 +86,19 @@ class ToyCrLoss(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.calls = []
+        self.calls, self.inputs = [], []
 
-    def forward(self, depth_net, pose_net, images, K, frame_ids):
+    def forward(self, depth_net, pose_net, images, K, frame_ids, net_images=None):
         self.calls.append((tuple(images.shape), K.clone()))
-        target = images[:, list(frame_ids).index(0)]
-        out = depth_net(target)
+        self.inputs.append((images, net_images))
+        t = list(frame_ids).index(0)
+        seen = images if net_images is None else net_images  # the networks' input
+        target = images[:, t]
+        out = depth_net(seen[:, t])
         gray = target.mean(1, keepdim=True)
         photo = sum(((d - F.interpolate(gray, size=d.shape[-2:], mode="area")) ** 2).mean() for d in out["disp"])
         feat = sum(f.pow(2).mean() for f in out["dec"]) * 0.01
-        pairs = (torch.cat([target, images[:, i]], 1) for i in range(1, images.shape[1]))
+        pairs = (torch.cat([seen[:, t], seen[:, i]], 1) for i in range(1, images.shape[1]))
         pose = sum(pose_net(pair).pow(2).sum(1).mean() for pair in pairs)
         intr = 1e-4 * (K[:, 0, 2] / K.new_tensor(images.shape[-1])).mean()
         total = photo + feat + pose + intr
@@ -151,6 +156,48 @@ def test_phi_zero_for_identical_inputs_and_sym_ce_is_kl_plus_entropy():
     assert phi(a, a, "sym_ce") > 0
 
 
+def _descend(kind, a, steps=300, lr=1e-2):
+    """Minimise phi(a, b) over b from b = a with a fixed (what per-level mode does: cr is detached)."""
+    b = a.clone().requires_grad_(True)
+    opt = torch.optim.Adam([b], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        phi(a, b, kind).backward()
+        opt.step()
+    return b.detach()
+
+
+@pytest.mark.parametrize("kind", CONSISTENCY_PHI_KINDS)
+def test_consistency_phi_is_minimal_with_zero_gradient_at_b_equal_a(kind):
+    torch.manual_seed(0)
+    a = 0.3 * torch.rand(2, 3, 12, 16)  # disparity-like maps in [0, 0.3]
+    b = a.clone().requires_grad_(True)
+    a_live = a.clone().requires_grad_(True)
+    value = phi(a_live, b, kind)
+    value.backward()
+    assert float(value.detach()) == pytest.approx(0.0, abs=1e-6)
+    assert b.grad.abs().max() < 1e-7 and a_live.grad.abs().max() < 1e-7
+    for scale in (1e-3, 1e-2, 0.1, 1.0):  # every direction costs more, near and far
+        for _ in range(5):
+            assert phi(a, a + scale * torch.randn_like(a), kind) > float(value.detach()) + 1e-9
+    assert (_descend(kind, a) - a).abs().max() < 1e-6  # gradient descent stays at b = a
+
+
+def test_printed_sym_ce_is_not_a_consistency_loss():
+    """sym_ce (eq. 22 as printed) = sym_kl + entropy: not minimal at b = a, hence not in CONSISTENCY_PHI_KINDS."""
+    assert set(PHI_KINDS) - set(CONSISTENCY_PHI_KINDS) == {"sym_ce"}
+    assert PyramidConfig().phi_kind == "sym_kl"
+    torch.manual_seed(0)
+    a = 0.3 * torch.rand(2, 3, 12, 16)
+    b = a.clone().requires_grad_(True)
+    phi(a, b, "sym_ce").backward()
+    assert b.grad.abs().max() > 1e-5
+    moved = _descend("sym_ce", a)
+    assert (moved - a).abs().mean() > 0.05  # it sharpens b away from a (measured 0.076) ...
+    assert phi(a, moved, "sym_ce") < phi(a, a, "sym_ce")
+    assert moved.std() > 1.8 * a.std()  # ... doubling its spread (0.175 against 0.088)
+
+
 def test_phi_reduction_sums_over_softmax_axis_and_averages_the_rest():
     a = torch.zeros(1, 1, 4, 6)  # uniform: CE along H = log 4, along W = log 6
     expected = 0.5 * (torch.log(torch.tensor(4.0)) + torch.log(torch.tensor(6.0)))
@@ -171,15 +218,17 @@ def test_level_views_scale_and_flip_intrinsics():
     images, K = snippet()
     loss = PyramidLoss(all_levels(), ToyCrLoss())
     net = TinyDepth()
-    _, lr_images, lr_K, _ = loss.level_view("lr", net, images, K)
-    assert lr_images.shape[-2:] == (32, 64)
-    torch.testing.assert_close(lr_K[:, 0], K[:, 0] * torch.tensor([64 / W, 1, 64 / W]))
-    torch.testing.assert_close(lr_K[:, 1], K[:, 1] * torch.tensor([1, 32 / H, 32 / H]))
-    _, f_images, f_K, _ = loss.level_view("flip", net, images, K)
-    torch.testing.assert_close(f_images, torch.flip(images, dims=(-1,)))
-    torch.testing.assert_close(f_K[:, 0, 2], W - 1 - K[:, 0, 2])
-    _, c_images, c_K, _ = loss.level_view("color", net, images, K)
-    assert c_images.shape == images.shape and torch.equal(c_K, K)
+    lr = loss.level_view("lr", net, images, K)
+    assert lr.images.shape[-2:] == (32, 64) and lr.net_images is None
+    # fadepth.geometry.resize_intrinsics: f scales, c' = (c + 0.5) s - 0.5 (align_corners=False resize)
+    sx, sy = 64 / W, 32 / H
+    torch.testing.assert_close(lr.K[:, 0], torch.stack([K[:, 0, 0] * sx, K[:, 0, 1], (K[:, 0, 2] + 0.5) * sx - 0.5], 1))
+    torch.testing.assert_close(lr.K[:, 1], torch.stack([K[:, 1, 0], K[:, 1, 1] * sy, (K[:, 1, 2] + 0.5) * sy - 0.5], 1))
+    flip = loss.level_view("flip", net, images, K)
+    torch.testing.assert_close(flip.images, torch.flip(images, dims=(-1,)))
+    torch.testing.assert_close(flip.K[:, 0, 2], W - 1 - K[:, 0, 2])
+    color = loss.level_view("color", net, images, K)
+    assert color.images.shape == images.shape and torch.equal(color.K, K)
 
 
 def test_color_jitter_is_one_draw_per_snippet():
@@ -212,6 +261,54 @@ def test_flip_consistency_is_zero_for_a_flip_equivariant_network():
         assert out.terms["flip/phi_disp"] < 1e-6 and out.terms["flip/phi_feat"] < 1e-6
     plain = PyramidLoss(cfg, ToyCrLoss())(TinyDepth(), TinyPose(), images, K, FRAMES)
     assert plain.terms["flip/phi_disp"] > 1e-5  # a generic net is not equivariant
+
+
+@pytest.mark.parametrize("use_cr", [False, True])
+def test_levels_feed_jittered_frames_to_the_nets_and_clean_frames_to_the_loss(use_cr):
+    """Data-level jitter reaches the networks only; the colour level jitters the clean frames (its own draw)
+    and is the one level whose loss compares jittered images."""
+    clean, K = snippet()
+    jittered = (0.5 * clean + 0.4).clamp(0, 1)  # a strong, known "jitter"
+    cr = ToyCrLoss()
+    loss = PyramidLoss(all_levels(use_cr=use_cr), cr, color_jitter=(0.0, 0.0, 0.0, 0.0))
+    out = loss(TinyDepth(), TinyPose(), clean, K, FRAMES, net_images=jittered)
+    (cr_images, cr_net), (lr_images, lr_net), (hr_images, hr_net), (f_images, f_net), (c_images, c_net) = cr.inputs
+    assert torch.equal(cr_images, clean) and torch.equal(cr_net, jittered)
+    if use_cr:  # the wrapper resizes the network input itself
+        assert torch.equal(lr_images, clean) and torch.equal(lr_net, jittered)
+    else:
+        from fadepth.losses.pyramid import resize_snippet
+
+        assert torch.equal(lr_images, resize_snippet(clean, (32, 64)))
+        assert torch.equal(lr_net, resize_snippet(jittered, (32, 64)))
+        assert torch.equal(hr_net, resize_snippet(jittered, (96, 128)))
+    assert torch.equal(f_images, torch.flip(clean, dims=(-1,))) and torch.equal(f_net, torch.flip(jittered, dims=(-1,)))
+    # colour level: a (here neutral) jitter of the *clean* frames, for the nets and the loss alike
+    assert c_net is None and torch.allclose(c_images, clean, atol=1e-5)
+    assert out.terms["cr/total"] > 0
+    # without net_images every level sees one image set, and cr losses without the keyword still work
+    cr2 = ToyCrLoss()
+    PyramidLoss(all_levels(use_cr=use_cr), cr2)(TinyDepth(), TinyPose(), clean, K, FRAMES)
+    assert all(net is None for _, net in cr2.inputs)
+
+
+def test_objective_routes_images_aug_to_the_nets_and_the_teacher():
+    cfg = ExperimentConfig.model_validate({"data": {"height": H, "width": W}, "loss": {"apx": {"enabled": True}}})
+    depth, pose, cr = TinyDepth(), TinyPose(), ToyCrLoss()
+    seen = []
+
+    class RecordingTeacher(TinyTeacher):
+        def __call__(self, images, ids=None):
+            seen.append(images)
+            return super().__call__(images, ids)
+
+    objective = build_objective(cfg, depth, "cpu", cr_loss=cr, teacher=RecordingTeacher())
+    clean, K = snippet()
+    jittered = (0.5 * clean + 0.4).clamp(0, 1)
+    objective(depth, pose, {"images": clean, "images_aug": jittered, "K": K, "id": ["a", "b"]})
+    (images, net_images), = cr.inputs
+    assert torch.equal(images, clean) and torch.equal(net_images, jittered)
+    assert torch.equal(seen[0], jittered[:, 0])  # the teacher sees what the student sees
 
 
 # -------------------------------------------------------------------------- update modes

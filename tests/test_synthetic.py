@@ -153,8 +153,10 @@ def test_flip_and_scale_intrinsics():
     # colour jitter with p=1 keeps frames jointly transformed and in range
     aug = SnippetAugment(AugmentConfig(color_jitter_p=1.0, flip_p=0.0, scale_range=(1.0, 1.0)))
     same = images[:1].expand(3, -1, -1, -1).clone()
-    out, _, _ = aug(same, K, None, torch.Generator().manual_seed(1))
+    augmented = aug(same, K, None, torch.Generator().manual_seed(1))
+    out = augmented.images_aug  # the network input; `images` (what the loss compares) stays un-jittered
     assert torch.allclose(out[0], out[1]) and torch.allclose(out[0], out[2]) and not torch.allclose(out[0], same[0])
+    assert torch.equal(augmented.images, same)
 
 
 def test_build_test_set_synthetic():

@@ -2,7 +2,9 @@
 
 ``build_dataset(data_cfg, split, augment)`` returns a ``torch.utils.data.Dataset`` of training
 samples ``{"images": (F,3,H,W) in [0,1] (frames in data_cfg.frame_ids order, target first),
-"K": (3,3) pixel intrinsics at (H,W), "depth": (1,H,W) (synthetic only; 0 = invalid), "id": str}``.
+"K": (3,3) pixel intrinsics at (H,W), "depth": (1,H,W) (synthetic only; 0 = invalid), "id": str}``; with
+augmentation also ``"images_aug"``: the same frames colour-jittered, the networks' input (``images`` stay
+un-jittered for the photometric loss, as monodepth2's color / color_aug).
 
 ``build_test_set(data_cfg, eval_cfg)`` returns a sequence of ``{"image": (3,H,W) at the network size,
 "gt": float32 (Hgt,Wgt) at native resolution, "id": str}`` with a ``protocol`` attribute

@@ -30,6 +30,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from fadepth.geometry import scale_intrinsics
+
 from .transforms import generator_from_global
 
 CAMERA, LIDAR, MAX_DEPTH = "CAMERA_01", "LIDAR", 200.0
@@ -175,13 +177,12 @@ class DDADDataset(Dataset):
         s, t = self.index[i]
         frames = [_load_image(self.scenes[s][t + k]["image"], self.height, self.width) for k in self.frame_ids]
         images, (h0, w0) = torch.stack([f[0] for f in frames]), frames[0][1]
-        K = read_calibration(self.scenes[s][t]["calib"])[CAMERA][0].copy()
-        K[0] *= self.width / w0
-        K[1] *= self.height / h0
-        K = torch.from_numpy(K).float()
+        K = torch.from_numpy(read_calibration(self.scenes[s][t]["calib"])[CAMERA][0]).float()
+        K = scale_intrinsics(K, self.width / w0, self.height / h0)
+        sample = {"images": images, "K": K, "id": str(self.scenes[s][t]["image"].relative_to(self.root))}
         if self.augment is not None:
-            images, K, _ = self.augment(images, K, None, generator_from_global())
-        return {"images": images, "K": K, "id": str(self.scenes[s][t]["image"].relative_to(self.root))}
+            sample.update(self.augment(images, K, None, generator_from_global()).sample_fields())
+        return sample
 
 
 class DDADTestSet:

@@ -17,8 +17,10 @@ the third row, rounded (``np.round``, half to even) and shifted by -1 pixel (the
 image are dropped; several points on one pixel keep the smallest depth.  With ``vel_depth=True``
 (the Eigen export) the stored depth is the LiDAR forward coordinate x, not the camera z.
 
-Training intrinsics are monodepth2's normalised fx = 0.58, fy = 1.92, cx = cy = 0.5 multiplied by
-(W, H); images are resized to (H, W) with Lanczos.
+Training intrinsics are monodepth2's normalised fx = 0.58, fy = 1.92, cx = cy = 0.5 at (H, W) through
+``fadepth.geometry.pixel_intrinsics``: fx W, fy H, and the principal point at the image centre in pixel-centre
+coordinates, ((W - 1) / 2, (H - 1) / 2) (monodepth2 multiplies cx by W, 0.5 px off centre in its own pixel
+grid); images are resized to (H, W) with Lanczos.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+
+from fadepth.geometry import pixel_intrinsics
 
 from .transforms import generator_from_global
 
@@ -195,10 +199,8 @@ def load_gt_depths(path) -> list[np.ndarray]:
 
 # ------------------------------------------------------------------------------------ datasets
 def kitti_intrinsics(height: int, width: int) -> np.ndarray:
-    K = NORMALISED_K.copy()
-    K[0] *= width
-    K[1] *= height
-    return K
+    """monodepth2's normalised KITTI K in pixels at (height, width): cx = (W - 1) / 2 (``pixel_intrinsics``)."""
+    return pixel_intrinsics(NORMALISED_K, height, width)
 
 
 def image_path(data_path, folder: str, frame: int, side: str, ext: str = ".png") -> Path:
@@ -257,9 +259,10 @@ class KittiRawDataset(Dataset):
                     f"around split line '{folder} {frame} {side}'; splits must not list sequence-edge frames)")
             images.append(load_image(path, self.height, self.width))
         images, K = torch.stack(images), self.K.clone()
+        sample = {"images": images, "K": K, "id": f"{folder} {frame:010d} {side}"}
         if self.augment is not None:
-            images, K, _ = self.augment(images, K, None, generator_from_global())
-        return {"images": images, "K": K, "id": f"{folder} {frame:010d} {side}"}
+            sample.update(self.augment(images, K, None, generator_from_global()).sample_fields())
+        return sample
 
 
 class KittiTestSet:

@@ -32,9 +32,11 @@ class SyntheticVideoDataset(Dataset):
         images = torch.from_numpy(np.stack([f.image for f in frames])).permute(0, 3, 1, 2).contiguous()
         K = torch.from_numpy(frames[0].K).float()
         depth = torch.from_numpy(frames[0].depth)[None]
+        sample_id = f"synthetic/{self.scenes.split}/{seq:03d}/{frame:05d}"
+        sample = {"images": images, "K": K, "depth": depth, "id": sample_id}
         if self.augment is not None:
-            images, K, depth = self.augment(images, K, depth, generator_from_global())
-        return {"images": images, "K": K, "depth": depth, "id": f"synthetic/{self.scenes.split}/{seq:03d}/{frame:05d}"}
+            sample.update(self.augment(images, K, depth, generator_from_global()).sample_fields())
+        return sample
 
 
 class SyntheticTestSet:

@@ -5,16 +5,25 @@ ColorJitter (brightness, contrast, saturation, hue; one set of factors for the w
 applied in a random order, with probability ``color_jitter_p``).  Every random draw comes from the
 ``torch.Generator`` passed in, so a seed fixes the result.
 
-Pixel convention: pixel centres at integer coordinates.  Resizing by factor s maps a pixel
-coordinate u to (u + 0.5) s - 0.5, so cx' = (cx + 0.5) s - 0.5 (likewise cy); cropping at (x0, y0)
-subtracts (x0, y0); a horizontal flip of a width-W image maps u to W - 1 - u, so cx' = W - 1 - cx.
-Depth values are unchanged by all of these (only resampled, nearest-neighbour).
+Clean and jittered frames (monodepth2's ``color`` / ``color_aug``): the geometric part (scale, crop,
+flip) changes the frames everything sees; ColorJitter produces a *second* copy, ``images_aug``, that
+only the networks see.  The photometric loss compares the un-jittered ``images`` (samples carry both;
+``fadepth.losses.objective`` routes them).  The pyramid's colour level is the one place where the loss
+compares jittered images.
+
+Intrinsics follow ``fadepth.geometry`` (pixel centres at integers; ``scale_intrinsics``,
+``crop_intrinsics``, ``flip_intrinsics``).  Depth values are unchanged by all of these (only
+resampled, nearest-neighbour).
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
+
+from fadepth.geometry import crop_intrinsics, flip_intrinsics, scale_intrinsics
 
 
 def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
@@ -35,19 +44,12 @@ def scale_and_crop(images, K, depth, scale: float, gen: torch.Generator):
     images = images[..., y0:y0 + height, x0:x0 + width]
     if depth is not None:
         depth = depth[..., y0:y0 + height, x0:x0 + width]
-    sx, sy = new_w / width, new_h / height
-    K = K.clone()
-    K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
-    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5 - x0
-    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5 - y0
+    K = crop_intrinsics(scale_intrinsics(K, new_w / width, new_h / height), x0, y0)
     return images.contiguous(), K, None if depth is None else depth.contiguous()
 
 
 def hflip(images, K, depth):
-    width = images.shape[-1]
-    K = K.clone()
-    K[0, 2] = width - 1 - K[0, 2]
-    return images.flip(-1), K, None if depth is None else depth.flip(-1)
+    return images.flip(-1), flip_intrinsics(K, images.shape[-1]), None if depth is None else depth.flip(-1)
 
 
 def color_jitter(images, cfg, gen: torch.Generator):
@@ -67,13 +69,24 @@ def color_jitter(images, cfg, gen: torch.Generator):
     return images.clamp(0.0, 1.0)
 
 
+class Augmented(NamedTuple):
+    images: torch.Tensor  # (F,3,H,W) geometric augmentation only: what the photometric loss compares
+    K: torch.Tensor  # (3,3) intrinsics of both image sets
+    depth: torch.Tensor | None  # (1,H,W) or None
+    images_aug: torch.Tensor  # (F,3,H,W) the same frames colour-jittered (or `images` itself): network input
+
+    def sample_fields(self) -> dict:
+        """The fields a training sample carries (``depth`` only when there is one)."""
+        return {k: v for k, v in self._asdict().items() if v is not None}
+
+
 class SnippetAugment:
-    """Callable ``(images (F,3,H,W), K (3,3), depth (1,H,W) | None, gen) -> (images, K, depth)``."""
+    """Callable ``(images (F,3,H,W), K (3,3), depth (1,H,W) | None, gen) -> Augmented``."""
 
     def __init__(self, cfg):
         self.cfg = cfg
 
-    def __call__(self, images, K, depth=None, gen: torch.Generator | None = None):
+    def __call__(self, images, K, depth=None, gen: torch.Generator | None = None) -> Augmented:
         cfg = self.cfg
         gen = gen if gen is not None else torch.Generator().manual_seed(0)
         lo, hi = cfg.scale_range
@@ -81,9 +94,10 @@ class SnippetAugment:
         images, K, depth = scale_and_crop(images, K, depth, scale, gen)
         if float(torch.rand((), generator=gen)) < cfg.flip_p:
             images, K, depth = hflip(images, K, depth)
+        images_aug = images
         if float(torch.rand((), generator=gen)) < cfg.color_jitter_p:
-            images = color_jitter(images, cfg, gen)
-        return images, K, depth
+            images_aug = color_jitter(images, cfg, gen)
+        return Augmented(images, K, depth, images_aug)
 
 
 def generator_from_global() -> torch.Generator:

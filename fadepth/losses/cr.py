@@ -48,6 +48,9 @@ Decisions
    weight switch on after it. From scratch, the auto-mask keeps a random pose net at zero motion and L_d
    shrinks the depth scale to eq. 12's floor (both measured; ``benchmarks/bench_learning.py``). Without a
    ``set_progress`` call every term is on.
+9. **Clean and jittered frames** (monodepth2's ``color`` / ``color_aug``): ``net_images`` (default: ``images``)
+   is what the depth and pose networks see, e.g. colour-jittered frames; L_p, its auto-mask and L_s compare
+   the un-jittered ``images``. Both share K and the geometric augmentation.
 """
 from __future__ import annotations
 
@@ -161,14 +164,21 @@ class CrLoss(nn.Module):
         images: torch.Tensor,
         K: torch.Tensor,
         frame_ids: Sequence[int] = (0, -1, 1),
+        net_images: torch.Tensor | None = None,
     ) -> CrOutput:
+        """L_cr of the snippet ``images`` (B,F,3,H,W); the networks see ``net_images`` if given (decision 9)."""
         cfg, use = self.cfg, self._use
         frame_ids = list(frame_ids)
         if len(frame_ids) != images.shape[1]:
             raise ValueError(f"frame_ids {frame_ids} do not match {images.shape[1]} frames")
+        if net_images is None:
+            net_images = images
+        elif net_images.shape != images.shape:
+            raise ValueError(f"net_images {tuple(net_images.shape)} do not match images {tuple(images.shape)}")
         frames = {fid: images[:, i] for i, fid in enumerate(frame_ids)}
+        net_frames = {fid: net_images[:, i] for i, fid in enumerate(frame_ids)}
         use_warp = use["warp"] and len(frame_ids) > 1
-        pred = self._predict(depth_net, pose_net, frames, use_warp and use["src_net"], use_warp)
+        pred = self._predict(depth_net, pose_net, net_frames, use_warp and use["src_net"], use_warp)
         outputs = pred.frame_out[0]
         n_scales = min(cfg.num_scales, len(outputs["disp"]))
         zero = images.new_zeros(())
@@ -211,7 +221,8 @@ class CrLoss(nn.Module):
 
     # -- prediction -----------------------------------------------------------------------------------
     def _predict(self, depth_net, pose_net, frames: dict[int, torch.Tensor], all_frames: bool, poses: bool):
-        """Depth of the target (or of every frame, in ONE call) and the pose of every (target, source) pair."""
+        """Depth of the target (or of every frame, in ONE call) and the pose of every (target, source) pair,
+        from the frames the networks see (``net_images``)."""
         ids = list(frames) if all_frames else [0]
         b = frames[0].shape[0]
         flat = torch.cat([frames[fid] for fid in ids]) if all_frames else frames[0]

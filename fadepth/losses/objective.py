@@ -1,6 +1,9 @@
 """The training objective a config asks for: L_cr, L_py (eq. 20), L_cr + L_apx, or L_py + L_apx (eq. 28).
 
-APX is computed on the cr level's outputs (the un-augmented target frame) only.  Under ``L_py`` in
+Batches may carry ``images_aug`` (colour-jittered frames, ``fadepth.data.transforms``): the networks and the
+APX teacher see them, every photometric loss compares the clean ``images`` (monodepth2's color / color_aug).
+
+APX is computed on the cr level's outputs (the target frame without pyramid augmentation) only.  Under ``L_py`` in
 ``per_level`` mode it is added to the cr level's loss and back-propagated with it, so the returned
 ``loss`` is then a detached value and ``backward_done`` is True.  The trainer optimises
 ``objective.parameters()`` (the APX adapters, training-only: exclude them from deployed counts) alongside
@@ -16,7 +19,7 @@ from torch import Tensor, nn
 
 from fadepth.config import ExperimentConfig
 from fadepth.losses.apx import ApproximationLoss, Teacher
-from fadepth.losses.pyramid import PyramidLoss
+from fadepth.losses.pyramid import PyramidLoss, run_cr_loss
 
 
 @dataclass
@@ -53,13 +56,15 @@ class Objective(nn.Module):
             self.cr_loss.set_progress(iteration, total)
 
     def forward(self, depth_net: nn.Module, pose_net: nn.Module, batch: dict) -> ObjectiveOutput:
-        images, K = batch["images"], batch["K"]
-        apx_term = self._apx_term(images, batch.get("id")) if self.apx is not None else None
+        images, K, net_images = batch["images"], batch["K"], batch.get("images_aug")
+        seen = images if net_images is None else net_images
+        apx_term = self._apx_term(seen, batch.get("id")) if self.apx is not None else None
         if self.pyramid is not None:
-            out = self.pyramid(depth_net, pose_net, images, K, self.frame_ids, cr_extra=apx_term)
+            out = self.pyramid(depth_net, pose_net, images, K, self.frame_ids, cr_extra=apx_term,
+                               net_images=net_images)
             terms = dict(out.terms, loss=float(out.total.detach()))
             return ObjectiveOutput(out.total, terms, out.outputs, out.backward_done)
-        cr = self.cr_loss(depth_net, pose_net, images, K, self.frame_ids)
+        cr = run_cr_loss(self.cr_loss, depth_net, pose_net, images, K, self.frame_ids, net_images)
         loss, terms = cr.total, {f"cr/{k}": float(v) for k, v in cr.terms.items()}
         if apx_term is not None:
             extra, apx_terms = apx_term(cr.outputs)

@@ -1,9 +1,11 @@
 """Photometric building blocks of L_cr (monodepth2 definitions; eq. 21's L_p and L_s).
 
-* ``ssim``: 3x3 mean-filter SSIM after 1-pixel reflection padding, C1 = 0.01^2, C2 = 0.03^2; the
-  per-pixel, per-channel *dissimilarity* (1 - S) / 2 clamped to [0, 1] (monodepth2's ``SSIM`` module).
-* ``photometric_error``: pe(a, b) = w SSIM-dissimilarity(a, b) + (1 - w) |a - b|, averaged over channels,
-  (B,1,H,W), w = 0.85.
+* ``ssim``: 3x3 mean-filter SSIM after 1-pixel reflection padding, C1 = 0.01^2, C2 = 0.03^2; the raw
+  per-pixel, per-channel similarity S in [-1, 1] (negative where the local structure is anti-correlated).
+* ``ssim_dissimilarity``: clamp((1 - S) / 2, 0, 1), monodepth2's SSIM *loss*: the clamp acts on the
+  dissimilarity, not on S, so pixels with S < 0 cost more than 0.5 and keep their gradient.
+* ``photometric_error``: pe(a, b) = w clamp((1 - SSIM(a, b)) / 2, 0, 1) + (1 - w) |a - b|, averaged over
+  channels, (B,1,H,W), w = 0.85.
 * ``edge_aware_smoothness``: mean over pixels of |dx d*| exp(-|dx I|) + |dy d*| exp(-|dy I|) on the
   mean-normalised disparity d* = d / mean(d) (image gradients averaged over channels).
 
@@ -48,7 +50,7 @@ def moments(x: torch.Tensor) -> Moments:
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, b_moments: Moments | None = None) -> torch.Tensor:
-    """Per-pixel SSIM dissimilarity (1 - S) / 2 clamped to [0, 1] (B,C,H,W); 0 for identical images.
+    """Per-pixel SSIM similarity S (B,C,H,W), unclamped (in [-1, 1] up to C1, C2); 1 for identical images.
 
     ``b_moments`` (``moments(b)``) skips recomputing b's statistics.
     """
@@ -61,17 +63,22 @@ def ssim(a: torch.Tensor, b: torch.Tensor, b_moments: Moments | None = None) -> 
     cov = mean_ab - mu_a * mu_b
     num = (2 * mu_a * mu_b + C1) * (2 * cov + C2)
     den = (mu_a * mu_a + mu_b * mu_b + C1) * (var_a + var_b + C2)
-    return ((1 - num / den) / 2).clamp(0, 1)
+    return num / den
+
+
+def ssim_dissimilarity(a: torch.Tensor, b: torch.Tensor, b_moments: Moments | None = None) -> torch.Tensor:
+    """monodepth2's per-pixel SSIM loss (B,C,H,W): clamp((1 - S) / 2, 0, 1)."""
+    return ((1.0 - ssim(a, b, b_moments)) / 2.0).clamp(0.0, 1.0)
 
 
 def photometric_error(
     a: torch.Tensor, b: torch.Tensor, ssim_weight: float = 0.85, b_moments: Moments | None = None
 ) -> torch.Tensor:
-    """pe(a, b) (B,1,H,W): ssim_weight SSIM-dissimilarity + (1 - ssim_weight) L1, channel-averaged."""
+    """pe(a, b) (B,1,H,W): ssim_weight clamp((1 - SSIM)/2, 0, 1) + (1 - ssim_weight) L1, channel-averaged."""
     l1 = (a - b).abs().mean(dim=1, keepdim=True)
     if ssim_weight == 0:
         return l1
-    dssim = ssim(a, b, b_moments).mean(dim=1, keepdim=True)
+    dssim = ssim_dissimilarity(a, b, b_moments).mean(dim=1, keepdim=True)
     return ssim_weight * dssim + (1.0 - ssim_weight) * l1
 
 

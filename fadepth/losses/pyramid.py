@@ -4,16 +4,25 @@
 
 k in {lr, hr, flip, color}.  Every level runs the full L_cr recipe (eq. 21, ``CrLoss``) on its own inputs:
 
-* lr / hr: all frames resized to ``size`` (or ``scale`` x cr, rounded to a multiple of 32), K scaled per axis;
+* lr / hr: all frames resized to ``size`` (or ``scale`` x cr, rounded to a multiple of 32), K by
+  ``fadepth.geometry.resize_intrinsics`` (the pixel-centre rule of the align_corners=False resize);
 * flip: all frames mirrored, K mirrored (cx -> W-1-cx); CrLoss re-predicts the poses from the mirrored frames;
-* color: one ColorJitter draw per snippet, shared by its frames; L_color's photometric error sees the jittered
-  images.
+* color: one ColorJitter draw per snippet of the *clean* frames, shared by its frames; L_color's photometric
+  error sees the jittered images (the one place where the loss compares jittered images).
+
+Network input and loss images: with data-level ColorJitter the batch carries clean ``images`` and jittered
+``net_images`` (monodepth2's color / color_aug).  cr, lr, hr and flip feed ``net_images`` (resized or mirrored
+alike) to the networks and compute L_k on the clean frames; the color level uses its own jitter for both.
 
 Consistency (eq. 22): d = every disparity scale, f = the decoder stages at those scales (X_dec^0..3), each
 phi averaged over its list.  The level's maps are first brought to cr's geometry (bilinear resize to cr's
 map sizes; flip back).
-``phi="prob"``: ``phi_kind="sym_ce"`` = -1/2 [sum psi(a) log psi(b) + sum psi(b) log psi(a)] (eq. 22 with the
-sign that makes it a loss), or ``"sym_kl"`` = 1/2 [KL(a||b) + KL(b||a)] (= sym_ce minus the mean entropy).
+``phi="prob"``: ``phi_kind="sym_kl"`` (default) = 1/2 [KL(a||b) + KL(b||a)], or ``"sym_ce"`` =
+-1/2 [sum psi(a) log psi(b) + sum psi(b) log psi(a)] (eq. 22 as printed, with the sign that makes it a loss).
+sym_ce = sym_kl + the mean entropy 1/2 [H(psi(a)) + H(psi(b))], so its minimum over b is *not* at b = a: with
+a fixed (cr detached, per-level mode) it sharpens b (measured: b moves by 0.07 on disparity-like maps and its
+spread doubles).  A consistency loss must be minimal, with zero gradient, at b = a; ``CONSISTENCY_PHI_KINDS``
+lists the kinds that are (sym_kl, l1), and sym_ce is kept only to reproduce the printed formula.
 psi is a softmax along H and, separately, along W, per channel; each is summed over its axis and averaged
 over the others, and the two axes are averaged (the APX convention of eq. 28c).  ``phi="l1"`` = mean |a-b|.
 
@@ -42,7 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,13 +60,23 @@ from torch import Tensor, nn
 from torchvision.transforms import ColorJitter
 
 from fadepth.config import PyramidConfig, PyramidLevelConfig
-from fadepth.geometry import flip_intrinsics, scale_intrinsics
+from fadepth.geometry import flip_intrinsics, resize_intrinsics
 
 LEVELS = ("lr", "hr", "flip", "color")
+PHI_KINDS = ("sym_kl", "sym_ce", "l1")
+CONSISTENCY_PHI_KINDS = ("sym_kl", "l1")  # minimal, with zero gradient, at b = a (sym_ce is not: entropy)
 CONSISTENCY_KEYS = ("disp", "dec")  # d and f of eq. 20
 DEFAULT_JITTER = (0.2, 0.2, 0.2, 0.1)  # brightness, contrast, saturation, hue (monodepth2 values)
 
 CrExtra = Callable[[dict], "tuple[Tensor, dict[str, float]]"]
+
+
+class LevelView(NamedTuple):
+    net: nn.Module  # the depth net (wrapped under use_cr)
+    images: Tensor  # (B,F,3,h,w) the frames L_k compares
+    K: Tensor
+    to_cr: Callable[[dict, dict], dict]  # the level's outputs -> cr's geometry
+    net_images: Tensor | None = None  # what the networks see (None = ``images``)
 
 
 @dataclass
@@ -93,7 +112,7 @@ def kl_axes(log_p: Sequence[Tensor], log_q: Sequence[Tensor]) -> Tensor:
 
 
 def phi(a: Tensor, b: Tensor, kind: str) -> Tensor:
-    """phi_k(a, b) of eq. 22 for one pair of maps of equal shape; ``kind`` in {sym_ce, sym_kl, l1}."""
+    """phi_k(a, b) of eq. 22 for one pair of maps of equal shape; ``kind`` in PHI_KINDS."""
     if kind == "l1":
         return (a - b).abs().mean()
     la, lb = axis_log_softmaxes(a), axis_log_softmaxes(b)
@@ -101,7 +120,7 @@ def phi(a: Tensor, b: Tensor, kind: str) -> Tensor:
         return 0.5 * (cross_entropy_axes(la, lb) + cross_entropy_axes(lb, la))
     if kind == "sym_kl":
         return 0.5 * (kl_axes(la, lb) + kl_axes(lb, la))
-    raise ValueError(f"unknown phi kind {kind!r} (expected sym_ce, sym_kl or l1)")
+    raise ValueError(f"unknown phi kind {kind!r} (expected one of {', '.join(PHI_KINDS)})")
 
 
 def phi_mean(maps_a: Sequence[Tensor], maps_b: Sequence[Tensor], kind: str) -> Tensor:
@@ -135,10 +154,6 @@ def resize_snippet(images: Tensor, size: tuple[int, int]) -> Tensor:
     b, f = images.shape[:2]
     flat = F.interpolate(images.flatten(0, 1), size=size, mode="bilinear", align_corners=False, antialias=True)
     return flat.unflatten(0, (b, f))
-
-
-def resized_intrinsics(K: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
-    return scale_intrinsics(K, to_size[1] / from_size[1], to_size[0] / from_size[0])
 
 
 def jitter_snippets(images: Tensor, strengths: Sequence[float] = DEFAULT_JITTER) -> Tensor:
@@ -199,6 +214,14 @@ class ResizedInputNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------------- the loss
+def run_cr_loss(cr_loss, depth_net, pose_net, images: Tensor, K: Tensor, frame_ids, net_images: Tensor | None):
+    """``cr_loss`` on clean ``images`` with the networks fed ``net_images`` (the keyword is passed only when
+    given, so a cr loss without it still works on batches without jitter)."""
+    if net_images is None:
+        return cr_loss(depth_net, pose_net, images, K, frame_ids)
+    return cr_loss(depth_net, pose_net, images, K, frame_ids, net_images=net_images)
+
+
 class PyramidLoss(nn.Module):
     """L_py of eq. 20 around a ``CrLoss`` (see the module docstring for levels, phi and update modes)."""
 
@@ -225,25 +248,32 @@ class PyramidLoss(nn.Module):
                 levels.append(name)
         return levels
 
-    def forward(self, depth_net, pose_net, images: Tensor, K: Tensor, frame_ids, cr_extra: CrExtra | None = None):
-        """L_py on a batch; ``cr_extra(cr_outputs) -> (loss, terms)`` is added to the cr level (APX)."""
+    def forward(self, depth_net, pose_net, images: Tensor, K: Tensor, frame_ids, cr_extra: CrExtra | None = None,
+                net_images: Tensor | None = None):
+        """L_py on a batch; ``cr_extra(cr_outputs) -> (loss, terms)`` is added to the cr level (APX);
+        ``net_images``: the (jittered) frames the networks see, ``images`` the clean ones the losses compare."""
         if self.cfg.mode == "per_level":
-            return self._forward_per_level(depth_net, pose_net, images, K, frame_ids, cr_extra)
-        return self._forward_sum(depth_net, pose_net, images, K, frame_ids, cr_extra)
+            return self._forward_per_level(depth_net, pose_net, images, K, frame_ids, cr_extra, net_images)
+        return self._forward_sum(depth_net, pose_net, images, K, frame_ids, cr_extra, net_images)
 
     # -------------------------------------------------------------------------------- levels
-    def level_view(self, name: str, depth_net, images: Tensor, K: Tensor):
-        """(net, images, K, to_cr) for level ``name``; ``to_cr(outputs, cr_outputs)`` maps back to cr."""
+    def level_view(self, name: str, depth_net, images: Tensor, K: Tensor, net_images: Tensor | None = None):
+        """LevelView of level ``name``: the net, the loss images, K, ``to_cr(outputs, cr_outputs)`` mapping the
+        level's maps back to cr, and the network input (None = the loss images)."""
         cr_size = tuple(images.shape[-2:])
         if name in ("lr", "hr"):
             size = level_size(getattr(self.cfg, name), cr_size)
             if self.cfg.use_cr:  # Table VIII a4/a6: only the network input changes
-                return ResizedInputNet(depth_net, size), images, K, _map_resize
-            return depth_net, resize_snippet(images, size), resized_intrinsics(K, cr_size, size), _map_resize
+                return LevelView(ResizedInputNet(depth_net, size), images, K, _map_resize, net_images)
+            resized = None if net_images is None else resize_snippet(net_images, size)
+            return LevelView(depth_net, resize_snippet(images, size), resize_intrinsics(K, cr_size, size),
+                             _map_resize, resized)
         if name == "flip":
-            return depth_net, torch.flip(images, dims=(-1,)), flip_intrinsics(K, cr_size[1]), _map_flip_back
-        if name == "color":
-            return depth_net, jitter_snippets(images, self.color_jitter), K, _map_resize
+            flipped = None if net_images is None else torch.flip(net_images, dims=(-1,))
+            return LevelView(depth_net, torch.flip(images, dims=(-1,)), flip_intrinsics(K, cr_size[1]),
+                             _map_flip_back, flipped)
+        if name == "color":  # jitter of the clean frames, seen by the networks and the loss alike
+            return LevelView(depth_net, jitter_snippets(images, self.color_jitter), K, _map_resize, None)
         raise ValueError(f"unknown pyramid level {name!r}")
 
     def level_sizes(self, cr_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
@@ -252,8 +282,11 @@ class PyramidLoss(nn.Module):
             sizes[name] = cr_size if self.cfg.use_cr else level_size(getattr(self.cfg, name), cr_size)
         return {k: tuple(v) for k, v in sizes.items()}
 
-    def _cr_level(self, depth_net, pose_net, images, K, frame_ids, cr_extra):
-        out = self.cr_loss(depth_net, pose_net, images, K, frame_ids)
+    def _run_cr(self, depth_net, pose_net, images, K, frame_ids, net_images):
+        return run_cr_loss(self.cr_loss, depth_net, pose_net, images, K, frame_ids, net_images)
+
+    def _cr_level(self, depth_net, pose_net, images, K, frame_ids, cr_extra, net_images=None):
+        out = self._run_cr(depth_net, pose_net, images, K, frame_ids, net_images)
         loss = self.cfg.alpha_cr * out.total
         terms = _prefixed("cr", out.terms)
         if cr_extra is not None:
@@ -262,14 +295,14 @@ class PyramidLoss(nn.Module):
             terms.update(extra_terms)
         return loss, terms, out.outputs
 
-    def _level(self, name, depth_net, pose_net, images, K, frame_ids, cr_ref: dict):
+    def _level(self, name, depth_net, pose_net, images, K, frame_ids, cr_ref: dict, net_images=None):
         """alpha_k L_k + beta_k phi(d_cr, d^_k) + gamma_k phi(f_cr, f^_k) for one level (eq. 20)."""
         lvl: PyramidLevelConfig = getattr(self.cfg, name)
-        net, lvl_images, lvl_K, to_cr = self.level_view(name, depth_net, images, K)
-        out = self.cr_loss(net, pose_net, lvl_images, lvl_K, frame_ids)
+        view = self.level_view(name, depth_net, images, K, net_images)
+        out = self._run_cr(view.net, pose_net, view.images, view.K, frame_ids, view.net_images)
         loss = lvl.alpha * out.total
         terms = _prefixed(name, out.terms)
-        mapped = to_cr(out.outputs, cr_ref)
+        mapped = view.to_cr(out.outputs, cr_ref)
         kind = "l1" if lvl.phi == "l1" else self.cfg.phi_kind
         for key, weight, label in (("disp", lvl.beta, "phi_disp"), ("dec", lvl.gamma, "phi_feat")):
             if weight:
@@ -280,19 +313,19 @@ class PyramidLoss(nn.Module):
         return loss, terms
 
     # --------------------------------------------------------------------------------- modes
-    def _forward_sum(self, depth_net, pose_net, images, K, frame_ids, cr_extra) -> PyramidOutput:
-        total, terms, cr_out = self._cr_level(depth_net, pose_net, images, K, frame_ids, cr_extra)
+    def _forward_sum(self, depth_net, pose_net, images, K, frame_ids, cr_extra, net_images) -> PyramidOutput:
+        total, terms, cr_out = self._cr_level(depth_net, pose_net, images, K, frame_ids, cr_extra, net_images)
         cr_ref = detach_outputs(cr_out) if self.detach_cr else cr_out
         for name in self.active_levels():
-            loss, level_terms = self._level(name, depth_net, pose_net, images, K, frame_ids, cr_ref)
+            loss, level_terms = self._level(name, depth_net, pose_net, images, K, frame_ids, cr_ref, net_images)
             total = total + loss
             terms.update(level_terms)
         terms["py/total"] = float(total.detach())
         return PyramidOutput(total, terms, cr_out, False, self.level_sizes(tuple(images.shape[-2:])))
 
-    def _forward_per_level(self, depth_net, pose_net, images, K, frame_ids, cr_extra) -> PyramidOutput:
+    def _forward_per_level(self, depth_net, pose_net, images, K, frame_ids, cr_extra, net_images) -> PyramidOutput:
         exact = self.exact_cr_gradient
-        cr_loss, terms, cr_out = self._cr_level(depth_net, pose_net, images, K, frame_ids, cr_extra)
+        cr_loss, terms, cr_out = self._cr_level(depth_net, pose_net, images, K, frame_ids, cr_extra, net_images)
         cr_ref = detach_outputs(cr_out, requires_grad=exact)  # leaves collect the phi gradients if exact
         cr_loss.backward(retain_graph=exact)
         total = cr_loss.detach()
@@ -300,7 +333,7 @@ class PyramidLoss(nn.Module):
         if not exact:
             cr_out = None  # free cr's graph now
         for name in self.active_levels():
-            loss, level_terms = self._level(name, depth_net, pose_net, images, K, frame_ids, cr_ref)
+            loss, level_terms = self._level(name, depth_net, pose_net, images, K, frame_ids, cr_ref, net_images)
             loss.backward()
             total = total + loss.detach()
             terms.update(level_terms)
