@@ -66,7 +66,7 @@ def _run(cfg, static=False, seed=0):
 
 def test_ssim_and_photometric_error_of_identical_images():
     x = torch.rand(2, 3, 16, 20)
-    assert torch.allclose(ssim(x, x), torch.zeros_like(x), atol=1e-5)  # dissimilarity (monodepth2)
+    assert torch.allclose(ssim(x, x), torch.ones_like(x), atol=1e-5)
     assert photometric_error(x, x).abs().max() < 1e-5
     assert photometric_error(x, x).shape == (2, 1, 16, 20)
     y = torch.rand(2, 3, 16, 20)
