@@ -227,7 +227,7 @@ class CrLoss(nn.Module):
         b = frames[0].shape[0]
         flat = torch.cat([frames[fid] for fid in ids]) if all_frames else frames[0]
         out = depth_net(flat)
-        frame_out = {fid: select_frame(out, i, b, len(ids) * b) for i, fid in enumerate(ids)} if all_frames else {0: out}
+        frame_out = {fid: select_frame(out, i, b, len(ids) * b) for i, fid in enumerate(ids)}
         pairs = {}
         if poses:
             for fid, img in frames.items():
