@@ -8,7 +8,11 @@ Last line:
 
     abs_rel untrained=<x> constant=<y> trained=<z> ratio_to_constant=<z/y>
 
-Usage: python benchmarks/bench_learning.py [--iterations N] [--height H --width W] [--out DIR] [key=value ...]
+The run is the ``synthetic`` profile of the sweep specs (``ablations/base/synthetic.yaml``: size, iterations,
+LR, validation interval) unless ``--profile none`` (the package defaults); ``--iterations`` etc. override it.
+
+Usage: python benchmarks/bench_learning.py [--profile synthetic|none] [--iterations N] [--height H --width W]
+       [--out DIR] [key=value ...]
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ import numpy as np
 import torch
 
 from fadepth.config import load_config
+
+PROFILES = {"synthetic": Path(__file__).resolve().parents[1] / "ablations" / "base" / "synthetic.yaml", "none": None}
 from fadepth.data import build_test_set
 from fadepth.evaluation import evaluate_depths, evaluate_model
 from fadepth.models import build_depth_model
@@ -29,13 +35,15 @@ from fadepth.train import train
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--iterations", type=int, default=900)
-    p.add_argument("--height", type=int, default=64)
-    p.add_argument("--width", type=int, default=208)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="synthetic",
+                   help="run settings: the sweep specs' synthetic profile (default) or the package defaults")
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-every", type=int, default=100, help="validation AbsRel for the curve (0 = off)")
+    p.add_argument("--val-every", type=int, help="validation AbsRel for the curve (0 = off)")
     p.add_argument("--out", default="bench_out/learning")
     p.add_argument("overrides", nargs="*", help="extra dotted config overrides")
     return p.parse_args()
@@ -89,10 +97,11 @@ def save_curve(history: list[dict], val: list[tuple[int, float]], val_constant: 
 def main() -> None:
     args = parse_args()
     out = Path(args.out)
-    cfg = load_config(overrides=[
-        f"train.iterations={args.iterations}", f"data.height={args.height}", f"data.width={args.width}",
-        f"train.batch_size={args.batch}", f"optim.lr={args.lr}", f"train.seed={args.seed}",
-        f"train.out_dir={out}", "train.log_every=10", f"train.val_every={args.val_every}", *args.overrides,
+    given = {"train.iterations": args.iterations, "data.height": args.height, "data.width": args.width,
+             "train.batch_size": args.batch, "optim.lr": args.lr, "train.val_every": args.val_every}
+    cfg = load_config(PROFILES[args.profile], overrides=[
+        *(f"{k}={v}" for k, v in given.items() if v is not None), f"train.seed={args.seed}",
+        f"train.out_dir={out}", "train.log_every=10", "train.progress=true", *args.overrides,
     ])
     print(f"torch threads: {torch.get_num_threads()}, config digest {cfg.digest()[:12]}")
     test_set = build_test_set(cfg.data, cfg.eval)
@@ -113,7 +122,8 @@ def main() -> None:
 
     for name, m in (("untrained", untrained), ("constant", constant), ("trained", result.metrics)):
         print(f"{name:<10} " + "  ".join(f"{k}={m[k]:.4f}" for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")))
-    print(f"trained {args.iterations} iterations at {args.height}x{args.width}, batch {args.batch} "
+    print(f"profile {args.profile}: trained {cfg.train.iterations} iterations at {cfg.data.height}x{cfg.data.width}, "
+          f"batch {cfg.train.batch_size}, LR {cfg.optim.lr} "
           f"in {minutes:.1f} min; curve: {out / 'training_curve.png'}")
     (out / "metrics.json").write_text(json.dumps(
         {"untrained": untrained, "constant": constant, "trained": result.metrics, "minutes": minutes,

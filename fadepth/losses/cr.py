@@ -13,9 +13,10 @@ Decisions
    order ([s, t] for negative ids, then inverted; [t, s] for positive ids), as monodepth2. The reverse
    direction uses the exact inverse T_{s->t} = T_{t->s}^-1 (no second pose pass).
 2. **Scales.** n = min(cfg.num_scales, len(disp)) disparity scales, each upsampled bilinearly to (H, W)
-   before warping (monodepth2); depth by eq. (12), ``fadepth.models.disp_to_depth`` (cfg.min_depth and
+   before warping (monodepth2; one interpolation per scale for all frames of the frame-major batch); depth by eq. (12), ``fadepth.models.disp_to_depth`` (cfg.min_depth and
    cfg.max_depth are not used: eq. 12 fixes the range to ~[0.1, 100]). L_p and L_d are averaged over scales.
-3. **L_p** (per direction): pe = 0.85 (1-SSIM)/2 + 0.15 L1. Forward (t <- s): per-pixel minimum over the
+3. **L_p** (per direction): pe = 0.85 (1-SSIM)/2 + 0.15 L1 (the SSIM statistics of each frame, which
+   every error is measured against, are computed once per step: ``photometric.moments``). Forward (t <- s): per-pixel minimum over the
    sources (``min_reprojection``; otherwise the average). Projections that leave the source keep their
    border-padded error as in monodepth2 (``exclude_out_of_view=True`` drops them instead, which the net
    exploits by predicting near depth at the borders). Auto-mask (``automask``): keep a pixel only where
@@ -62,7 +63,7 @@ import torch.nn.functional as F
 
 from fadepth.config import CrLossConfig
 from fadepth.geometry import invert_pose, pose_vec_to_mat, resize_grid, sample, warp
-from fadepth.losses.photometric import edge_aware_smoothness, photometric_error
+from fadepth.losses.photometric import Moments, edge_aware_smoothness, moments, photometric_error
 from fadepth.models import disp_to_depth
 
 TERMS = ("photometric", "depth_consistency", "feature", "smoothness", "total")
@@ -117,6 +118,15 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ loss
+@dataclass
+class _Prediction:
+    """What the networks said about one snippet."""
+
+    frame_out: dict[int, dict[str, Any]]  # depth-net outputs per frame id (only 0 when no source is needed)
+    disp: list[torch.Tensor]  # per scale: the disparities of every frame in frame_out, frame-major (F*B rows)
+    poses: dict[int, torch.Tensor]  # T_target->source (B,4,4) per source frame id
+
+
 class CrLoss(nn.Module):
     """L_cr (eq. 21), CbwLoss-like: see the module docstring for every decision."""
 
@@ -158,88 +168,46 @@ class CrLoss(nn.Module):
     ) -> CrOutput:
         """L_cr of the snippet ``images`` (B,F,3,H,W); the networks see ``net_images`` if given (decision 9)."""
         cfg, use = self.cfg, self._use
-        b, n_frames, _, h, w = images.shape
         frame_ids = list(frame_ids)
-        if len(frame_ids) != n_frames:
-            raise ValueError(f"frame_ids {frame_ids} do not match {n_frames} frames")
+        if len(frame_ids) != images.shape[1]:
+            raise ValueError(f"frame_ids {frame_ids} do not match {images.shape[1]} frames")
         if net_images is None:
             net_images = images
         elif net_images.shape != images.shape:
             raise ValueError(f"net_images {tuple(net_images.shape)} do not match images {tuple(images.shape)}")
-        t = frame_ids.index(0)
-        sources = [(i, fid) for i, fid in enumerate(frame_ids) if fid != 0]
-        target, net_target = images[:, t], net_images[:, t]
-        use_warp = use["warp"] and bool(sources)
-
-        # depth net: all frames in one call when source predictions are needed
-        if use_warp and use["src_net"]:
-            flat = net_images.transpose(0, 1).reshape(n_frames * b, *images.shape[2:])
-            out_all = depth_net(flat)
-            frame_out = {fid: select_frame(out_all, i, b, n_frames * b) for i, fid in enumerate(frame_ids)}
-        else:
-            frame_out = {0: depth_net(net_target)}
-        outputs = frame_out[0]
-
-        # pose net: once per pair, temporal order
-        poses: dict[int, torch.Tensor] = {}
-        if use_warp:
-            for i, fid in sources:
-                pair = (net_images[:, i], net_target) if fid < 0 else (net_target, net_images[:, i])
-                poses[fid] = pose_vec_to_mat(pose_net(torch.cat(pair, dim=1)), invert=fid < 0)
-
+        frames = {fid: images[:, i] for i, fid in enumerate(frame_ids)}
+        net_frames = {fid: net_images[:, i] for i, fid in enumerate(frame_ids)}
+        use_warp = use["warp"] and len(frame_ids) > 1
+        pred = self._predict(depth_net, pose_net, net_frames, use_warp and use["src_net"], use_warp)
+        outputs = pred.frame_out[0]
+        n_scales = min(cfg.num_scales, len(outputs["disp"]))
         zero = images.new_zeros(())
         terms = {name: zero for name in TERMS}
-        extras: dict[str, Any] = {"poses": poses}
-        n_scales = min(cfg.num_scales, len(outputs["disp"]))
+        extras: dict[str, Any] = {"poses": pred.poses}
 
         if use_warp:
             inv_K = torch.linalg.inv(K)
-            srcs = [(images[:, i], fid) for i, fid in sources]
-            identity = None  # pe(source, target) without warping, for the auto-mask
-            if use["mask"] and use["p"]:
-                identity = {fid: photometric_error(img, target, cfg.ssim_weight) for img, fid in srcs}
+            stats = self._image_moments(frames) if use["p"] and cfg.ssim_weight > 0 else {}
+            identity = self._identity_errors(frames, stats) if use["mask"] and use["p"] else None
             p_sum, d_sum, views0 = zero, zero, None
             for s in range(n_scales):
-                depth = {fid: disp_to_depth(upsample(o["disp"][s], (h, w))) for fid, o in frame_out.items()}
-                fwd = [self._view(target, img, depth[0], depth.get(fid), poses[fid], K, inv_K) for img, fid in srcs]
-                rev = []
-                if cfg.bidirectional:
-                    rev = [
-                        self._view(img, target, depth[fid], depth[0], invert_pose(poses[fid]), K, inv_K)
-                        for img, fid in srcs
-                    ]
+                fwd, rev = self._directions(pred, s, frames, K, inv_K, stats)
                 if s == 0:
                     views0 = (fwd, rev)
                 if use["p"]:
-                    ids = [identity[fid] for _, fid in srcs] if identity is not None else None
-                    loss_f, mask = self._reprojection([v.pe for v in fwd], fwd, ids)
-                    loss_p = loss_f
-                    if rev:
-                        rev_losses = [
-                            self._reprojection([v.pe], [v], [ids[j]] if ids is not None else None)[0]
-                            for j, v in enumerate(rev)
-                        ]
-                        loss_p = 0.5 * (loss_f + torch.stack(rev_losses).mean())
+                    loss_p, mask = self._photometric_term(fwd, rev, identity)
                     p_sum = p_sum + loss_p
                     if s == 0:
                         extras["automask"] = mask.detach()
                         extras["automask_fraction"] = mask.detach().mean()
                 if use["d"]:
-                    d_sum = d_sum + torch.stack([masked_mean(v.diff, v.valid) for v in fwd + rev]).mean()
+                    d_sum = d_sum + self._depth_consistency_term(fwd, rev)
             terms["photometric"] = p_sum / n_scales
             terms["depth_consistency"] = d_sum / n_scales
             if use["f"]:
-                terms["feature"] = self._feature_loss(frame_out, srcs, *views0)
-
+                terms["feature"] = self._feature_term(pred.frame_out, *views0)
         if use["s"]:
-            smooth = zero
-            for s in range(n_scales):
-                disp = outputs["disp"][s]
-                image = target if disp.shape[-2:] == target.shape[-2:] else F.interpolate(
-                    target, size=disp.shape[-2:], mode="area"
-                )
-                smooth = smooth + edge_aware_smoothness(disp, image) / (2**s)
-            terms["smoothness"] = smooth / n_scales
+            terms["smoothness"] = self._smoothness_term(outputs["disp"][:n_scales], frames[0])
 
         total = (
             cfg.photometric * terms["photometric"]
@@ -248,11 +216,93 @@ class CrLoss(nn.Module):
             + cfg.smoothness * terms["smoothness"]
         )
         terms["total"] = total
-        extras["frame_outputs"] = frame_out
+        extras["frame_outputs"] = pred.frame_out
         return CrOutput(total=total, terms={k: v.detach() for k, v in terms.items()}, outputs=outputs, extras=extras)
 
+    # -- prediction -----------------------------------------------------------------------------------
+    def _predict(self, depth_net, pose_net, frames: dict[int, torch.Tensor], all_frames: bool, poses: bool):
+        """Depth of the target (or of every frame, in ONE call) and the pose of every (target, source) pair,
+        from the frames the networks see (``net_images``)."""
+        ids = list(frames) if all_frames else [0]
+        b = frames[0].shape[0]
+        flat = torch.cat([frames[fid] for fid in ids]) if all_frames else frames[0]
+        out = depth_net(flat)
+        frame_out = {fid: select_frame(out, i, b, len(ids) * b) for i, fid in enumerate(ids)}
+        pairs = {}
+        if poses:
+            for fid, img in frames.items():
+                if fid != 0:  # temporal order, as monodepth2
+                    pair = (img, frames[0]) if fid < 0 else (frames[0], img)
+                    pairs[fid] = pose_vec_to_mat(pose_net(torch.cat(pair, dim=1)), invert=fid < 0)
+        return _Prediction(frame_out=frame_out, disp=out["disp"], poses=pairs)
+
+    def _depths(self, pred: _Prediction, scale: int, size: tuple[int, int]) -> dict[int, torch.Tensor]:
+        """Eq. 12 depth of every predicted frame at one scale, upsampled to (H, W) in one call for all frames."""
+        depth = disp_to_depth(upsample(pred.disp[scale], size))
+        b = depth.shape[0] // len(pred.frame_out)
+        return {fid: depth[i * b : (i + 1) * b] for i, fid in enumerate(pred.frame_out)}
+
+    # -- warp directions ------------------------------------------------------------------------------
+    @staticmethod
+    def _image_moments(frames: dict[int, torch.Tensor]) -> dict[int, Moments]:
+        """SSIM statistics of every frame, computed once per step (every error is measured against a frame)."""
+        return {fid: moments(img) for fid, img in frames.items()}
+
+    def _identity_errors(self, frames, stats) -> dict[int, torch.Tensor]:
+        """pe(source, target) without warping, for the auto-mask."""
+        target = frames[0]
+        return {
+            fid: photometric_error(img, target, self.cfg.ssim_weight, stats.get(0))
+            for fid, img in frames.items()
+            if fid != 0
+        }
+
+    def _directions(self, pred, scale, frames, K, inv_K, stats) -> tuple[list[_View], list[_View]]:
+        """Forward views (target <- each source) and, if bidirectional, reverse views (source <- target)."""
+        depth = self._depths(pred, scale, tuple(frames[0].shape[-2:]))
+        target, srcs = frames[0], [(fid, img) for fid, img in frames.items() if fid != 0]
+        fwd = [
+            self._view(target, img, depth[0], depth.get(fid), pred.poses[fid], K, inv_K, stats.get(0))
+            for fid, img in srcs
+        ]
+        rev = []
+        if self.cfg.bidirectional:
+            rev = [
+                self._view(img, target, depth[fid], depth[0], invert_pose(pred.poses[fid]), K, inv_K, stats.get(fid))
+                for fid, img in srcs
+            ]
+        return fwd, rev
+
+    # -- loss terms -----------------------------------------------------------------------------------
+    def _photometric_term(self, fwd, rev, identity) -> tuple[torch.Tensor, torch.Tensor]:
+        """L_p at one scale (decision 3): forward min-reprojection, averaged with the reverse directions."""
+        ids = list(identity.values()) if identity is not None else None
+        loss, mask = self._reprojection([v.pe for v in fwd], fwd, ids)
+        if rev:
+            rev_losses = [
+                self._reprojection([v.pe], [v], [ids[j]] if ids is not None else None)[0] for j, v in enumerate(rev)
+            ]
+            loss = 0.5 * (loss + torch.stack(rev_losses).mean())
+        return loss, mask
+
+    @staticmethod
+    def _depth_consistency_term(fwd, rev) -> torch.Tensor:
+        """L_d at one scale (decision 4)."""
+        return torch.stack([masked_mean(v.diff, v.valid) for v in fwd + rev]).mean()
+
+    @staticmethod
+    def _smoothness_term(disps: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        """L_s (decision 6): each scale's native disparity against the target resized (area) to it, / 2^s."""
+        smooth = target.new_zeros(())
+        for s, disp in enumerate(disps):
+            image = target if disp.shape[-2:] == target.shape[-2:] else F.interpolate(
+                target, size=disp.shape[-2:], mode="area"
+            )
+            smooth = smooth + edge_aware_smoothness(disp, image) / (2**s)
+        return smooth / len(disps)
+
     # -- pieces ---------------------------------------------------------------------------------------
-    def _view(self, target, source, depth_target, depth_source, T, K, inv_K) -> _View:
+    def _view(self, target, source, depth_target, depth_source, T, K, inv_K, target_moments=None) -> _View:
         """Warp `source` into the `target` view; photometric error, validity and structure terms."""
         cfg, use = self.cfg, self._use
         wp = warp(source, depth_target, T, K, inv_K)
@@ -262,7 +312,7 @@ class CrLoss(nn.Module):
             diff = structure_difference(wp.depth, sample(depth_source, wp.grid))
             if use["w"]:
                 weight = 1.0 - diff.detach()
-        pe = photometric_error(wp.image, target, cfg.ssim_weight) if use["p"] else None
+        pe = photometric_error(wp.image, target, cfg.ssim_weight, target_moments) if use["p"] else None
         return _View(pe=pe, valid=wp.valid, weight=weight, diff=diff, grid=wp.grid)
 
     def _reprojection(self, errors, views, identities):
@@ -293,7 +343,7 @@ class CrLoss(nn.Module):
             mask = mask * (best < ident).to(err.dtype)
         return (mask * wbest * best).mean(), mask
 
-    def _feature_loss(self, frame_out, srcs, fwd, rev) -> torch.Tensor:
+    def _feature_term(self, frame_out, fwd, rev) -> torch.Tensor:
         """L_feat at scale 0: warped finest encoder (or decoder) features, weighted and masked like L_p (detached)."""
         key = "enc" if self.cfg.feature_source == "encoder" else "dec"
         feats = {fid: o[key][0].detach() for fid, o in frame_out.items()}
@@ -320,8 +370,9 @@ class CrLoss(nn.Module):
                 )
             return self._reprojection(errors, small, idents if self._use["mask"] else None)[0]
 
-        loss = direction(0, [(fid, v) for (_, fid), v in zip(srcs, fwd)])
+        src_ids = [fid for fid in frame_out if fid != 0]
+        loss = direction(0, [(fid, v) for fid, v in zip(src_ids, fwd)])
         if rev:
-            back = torch.stack([direction(fid, [(0, v)]) for (_, fid), v in zip(srcs, rev)]).mean()
+            back = torch.stack([direction(fid, [(0, v)]) for fid, v in zip(src_ids, rev)]).mean()
             loss = 0.5 * (loss + back)
         return loss

@@ -8,8 +8,14 @@
   channels, (B,1,H,W), w = 0.85.
 * ``edge_aware_smoothness``: mean over pixels of |dx d*| exp(-|dx I|) + |dy d*| exp(-|dy I|) on the
   mean-normalised disparity d* = d / mean(d) (image gradients averaged over channels).
+
+Speed (same values as five separate 3x3 average pools): the local means of [a, a^2, a b] are one
+depthwise 3x3 convolution over the stacked maps, and the statistics of the image every error is measured
+against (mean and mean of squares, :class:`Moments`) can be computed once and passed to every call.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -18,34 +24,61 @@ C1 = 0.01**2
 C2 = 0.03**2
 
 
-def _mean3x3(x: torch.Tensor) -> torch.Tensor:
-    return F.avg_pool2d(x, kernel_size=3, stride=1)
+class Moments(NamedTuple):
+    """Local 3x3 statistics of one image, reusable across every SSIM against it."""
+
+    padded: torch.Tensor  # (B,C,H+2,W+2) reflection-padded image
+    mean: torch.Tensor  # (B,C,H,W) local mean
+    mean_sq: torch.Tensor  # (B,C,H,W) local mean of squares
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-pixel SSIM similarity S (B,C,H,W), unclamped (in [-1, 1] up to C1, C2); 1 for identical images."""
-    a = F.pad(a, (1, 1, 1, 1), mode="reflect")
-    b = F.pad(b, (1, 1, 1, 1), mode="reflect")
-    mu_a, mu_b = _mean3x3(a), _mean3x3(b)
-    var_a = _mean3x3(a * a) - mu_a * mu_a
-    var_b = _mean3x3(b * b) - mu_b * mu_b
-    cov = _mean3x3(a * b) - mu_a * mu_b
+def box3x3(x: torch.Tensor) -> torch.Tensor:
+    """3x3 mean of every channel (no padding): one depthwise convolution summing 3x3, then / 9.
+
+    Summing first and dividing after gives avg_pool2d's values bit for bit (a 1/9 kernel does not: SSIM's
+    variances cancel, so its rounding showed as 1e-5 relative on smooth images); about 3x faster than
+    avg_pool2d forward + backward on CPU.
+    """
+    weight = x.new_ones((x.shape[1], 1, 3, 3))
+    return F.conv2d(x, weight, groups=x.shape[1]) / 9.0
+
+
+def moments(x: torch.Tensor) -> Moments:
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    mean, mean_sq = box3x3(torch.cat([padded, padded * padded], dim=1)).chunk(2, dim=1)
+    return Moments(padded, mean, mean_sq)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, b_moments: Moments | None = None) -> torch.Tensor:
+    """Per-pixel SSIM similarity S (B,C,H,W), unclamped (in [-1, 1] up to C1, C2); 1 for identical images.
+
+    ``b_moments`` (``moments(b)``) skips recomputing b's statistics.
+    """
+    mb = b_moments if b_moments is not None else moments(b)
+    pa = F.pad(a, (1, 1, 1, 1), mode="reflect")
+    mu_a, mean_aa, mean_ab = box3x3(torch.cat([pa, pa * pa, pa * mb.padded], dim=1)).chunk(3, dim=1)
+    mu_b = mb.mean
+    var_a = mean_aa - mu_a * mu_a
+    var_b = mb.mean_sq - mu_b * mu_b
+    cov = mean_ab - mu_a * mu_b
     num = (2 * mu_a * mu_b + C1) * (2 * cov + C2)
     den = (mu_a * mu_a + mu_b * mu_b + C1) * (var_a + var_b + C2)
     return num / den
 
 
-def ssim_dissimilarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def ssim_dissimilarity(a: torch.Tensor, b: torch.Tensor, b_moments: Moments | None = None) -> torch.Tensor:
     """monodepth2's per-pixel SSIM loss (B,C,H,W): clamp((1 - S) / 2, 0, 1)."""
-    return ((1.0 - ssim(a, b)) / 2.0).clamp(0.0, 1.0)
+    return ((1.0 - ssim(a, b, b_moments)) / 2.0).clamp(0.0, 1.0)
 
 
-def photometric_error(a: torch.Tensor, b: torch.Tensor, ssim_weight: float = 0.85) -> torch.Tensor:
+def photometric_error(
+    a: torch.Tensor, b: torch.Tensor, ssim_weight: float = 0.85, b_moments: Moments | None = None
+) -> torch.Tensor:
     """pe(a, b) (B,1,H,W): ssim_weight clamp((1 - SSIM)/2, 0, 1) + (1 - ssim_weight) L1, channel-averaged."""
     l1 = (a - b).abs().mean(dim=1, keepdim=True)
     if ssim_weight == 0:
         return l1
-    dssim = ssim_dissimilarity(a, b).mean(dim=1, keepdim=True)
+    dssim = ssim_dissimilarity(a, b, b_moments).mean(dim=1, keepdim=True)
     return ssim_weight * dssim + (1.0 - ssim_weight) * l1
 
 
