@@ -122,7 +122,7 @@ def check_train_split(cfg: ExperimentConfig) -> int:
 
     data = cfg.data
     if data.dataset in ("kitti", "ddad"):
-        _need_path(cfg)
+        _dataset_root(cfg)
     key = "data.frame_ids" if data.dataset == "synthetic" else "data.split" if data.dataset == "kitti" else "data.path"
     dataset = _wrap(key, build_dataset, data, "train", augment=False)
     if data.dataset == "kitti":
@@ -144,7 +144,7 @@ def check_test_split(cfg: ExperimentConfig, split: str) -> int:
     data, eval_cfg = cfg.data, cfg.eval.model_copy(update={"split": split})
     _wrap("eval.protocol", resolve_protocol, data, eval_cfg)
     if data.dataset in ("kitti", "ddad"):
-        _need_path(cfg)
+        _dataset_root(cfg)
     test_set = _wrap("data.split" if data.dataset == "kitti" else "eval", build_test_set, data, eval_cfg)
     if len(test_set) == 0:
         what = "data.synthetic.test_sequences" if data.dataset == "synthetic" else "data.split"
@@ -158,14 +158,13 @@ def check_test_split(cfg: ExperimentConfig, split: str) -> int:
     return len(test_set)
 
 
-def _need_path(cfg: ExperimentConfig) -> Path:
-    data = cfg.data
-    if not data.path:
-        raise PreflightError(f"data.path: data.dataset={data.dataset!r} needs data.path (the dataset root folder)")
-    path = Path(data.path).expanduser()
-    if not path.is_dir():
-        raise PreflightError(f"data.path: {str(path)!r} is not a folder (expected the {data.dataset} root)")
-    return path
+def _dataset_root(cfg: ExperimentConfig) -> Path:
+    from fadepth.data import dataset_root
+
+    try:
+        return dataset_root(cfg.data)
+    except FileNotFoundError as exc:  # the loaders' own check, as a pre-flight error
+        raise PreflightError(str(exc)) from None
 
 
 def _check_kitti_test(test_set) -> None:

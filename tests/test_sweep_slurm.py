@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from slurm_cluster import ClusterUnavailable, start_cluster  # noqa: E402
 from test_sweep_postgres import postgres_url  # noqa: E402,F401 - the PostgreSQL fixture
+from test_sweep_runner import _wait_for as wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "sweeps" / "run.py")]
@@ -235,13 +235,3 @@ def checkpoint_iteration(path: str) -> int:
 def job_state(job: str, env: dict) -> str:
     return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], env=env, capture_output=True,
                           text=True).stdout.strip()
-
-
-def wait_for(probe, timeout: float, what: str):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

@@ -30,7 +30,8 @@ def _augmenter(data_cfg, augment: bool):
     return SnippetAugment(data_cfg.augment)
 
 
-def _need_path(data_cfg) -> Path:
+def dataset_root(data_cfg) -> Path:
+    """`data.path` as a folder, or one clear error naming the key (also the pre-flight's check)."""
     if not data_cfg.path:
         raise FileNotFoundError(f"data.dataset={data_cfg.dataset!r} needs data.path (the dataset root folder)")
     path = Path(data_cfg.path).expanduser()
@@ -50,14 +51,14 @@ def build_dataset(data_cfg, split: str = "train", augment: bool = True):
     if data_cfg.dataset == "kitti":
         from .kitti import KittiRawDataset, read_split, split_file
 
-        root = _need_path(data_cfg)
+        root = dataset_root(data_cfg)
         files = read_split(split_file(data_cfg.split, split))
         return KittiRawDataset(root, files, data_cfg.height, data_cfg.width, data_cfg.frame_ids,
                                augment=_augmenter(data_cfg, augment), image_ext=data_cfg.image_ext)
     if data_cfg.dataset == "ddad":
         from .ddad import DDADDataset
 
-        return DDADDataset(_need_path(data_cfg), split, data_cfg.height, data_cfg.width, data_cfg.frame_ids,
+        return DDADDataset(dataset_root(data_cfg), split, data_cfg.height, data_cfg.width, data_cfg.frame_ids,
                            augment=_augmenter(data_cfg, augment))
     raise ValueError(f"unknown dataset {data_cfg.dataset!r}")
 
@@ -83,7 +84,7 @@ def build_test_set(data_cfg, eval_cfg):
     if protocol in ("eigen", "eigen_benchmark"):
         from .kitti import KittiTestSet, split_file
 
-        root = _need_path(data_cfg)
+        root = dataset_root(data_cfg)
         if eval_cfg.split == "val":  # validation during training: data.split's val list, Eigen GT from LiDAR
             return KittiTestSet(root, "eigen", data_cfg.height, data_cfg.width, max_images=eval_cfg.max_images,
                                 image_ext=data_cfg.image_ext, split_path=split_file(data_cfg.split, "val"))
@@ -93,7 +94,7 @@ def build_test_set(data_cfg, eval_cfg):
                             split_path=custom if custom.is_file() else None)
     from .ddad import DDADTestSet
 
-    return DDADTestSet(_need_path(data_cfg), data_cfg.height, data_cfg.width, max_images=eval_cfg.max_images)
+    return DDADTestSet(dataset_root(data_cfg), data_cfg.height, data_cfg.width, max_images=eval_cfg.max_images)
 
 
 __all__ = ["build_dataset", "build_test_set", "resolve_protocol", "SPLITS_DIR"]
