@@ -189,6 +189,22 @@ def _call(callbacks: Sequence[Any], hook: str, *args) -> None:
             fn(*args)
 
 
+
+def resumable_state(cfg: ExperimentConfig, checkpoint_path: Path) -> dict[str, Any] | None:
+    """The training state at `checkpoint_path` that `cfg` resumes (None when there is none); one clear error
+    when it was written by a different configuration."""
+    if not checkpoint_path.is_file():
+        return None
+    state = load_checkpoint(checkpoint_path)
+    if state["config"] != cfg.model_dump(mode="json"):
+        stored = config_of(state, checkpoint_path).to_flat_dict()
+        changed = sorted(k for k, v in cfg.to_flat_dict().items() if stored.get(k) != v)
+        raise CheckpointError(
+            f"train.out_dir: {checkpoint_path} was written by a different configuration "
+            f"(differs in {', '.join(changed[:5]) or 'its config'}); use another train.out_dir or "
+            "--no-resume to start over")
+    return state
+
 class Trainer:
     """Owns the networks, objective, optimiser and loop state of one run."""
 
@@ -260,16 +276,9 @@ class Trainer:
         return save_checkpoint(self.checkpoint_path, state)
 
     def try_resume(self) -> bool:
-        if not self.checkpoint_path.is_file():
+        state = resumable_state(self.cfg, self.checkpoint_path)
+        if state is None:
             return False
-        state = load_checkpoint(self.checkpoint_path)
-        if state["config"] != self.cfg.model_dump(mode="json"):
-            stored = config_of(state, self.checkpoint_path).to_flat_dict()
-            changed = sorted(k for k, v in self.cfg.to_flat_dict().items() if stored.get(k) != v)
-            raise CheckpointError(
-                f"train.out_dir: {self.checkpoint_path} was written by a different configuration "
-                f"(differs in {', '.join(changed[:5]) or 'its config'}); use another train.out_dir or "
-                "--no-resume to start over")
         self.depth_net.load_state_dict(state["model"])
         self.pose_net.load_state_dict(state["pose"])
         self.objective.load_state_dict(state.get("objective", {}))

@@ -46,9 +46,14 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
         print("fadepth train: configuration and data files OK (dry run: nothing trained or written)")
         return 0
-    from fadepth.evaluation import format_row
-    from fadepth.train import train
+    from pathlib import Path
 
+    from fadepth.checkpoint import STATE_NAME
+    from fadepth.evaluation import format_row
+    from fadepth.train import resumable_state, train
+
+    if not args.no_resume:  # a checkpoint this config cannot resume: refused before the MLflow store is written
+        resumable_state(cfg, Path(cfg.train.out_dir) / STATE_NAME)
     tracked = None if args.no_track else _start_tracking(cfg, args)
     try:
         result = train(cfg, callbacks=tracked[2] if tracked else (), resume=not args.no_resume)
@@ -83,8 +88,11 @@ def _start_tracking(cfg, args: argparse.Namespace):
     """(client, run id, trainer callbacks) of a new MLflow run for this training."""
     from pathlib import Path
 
+    import logging
+
     from fadepth.sweep import tracking as tr
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter around the run's output
     uri = args.tracking_uri or _default_uri()
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,8 @@ def box3x3(x: torch.Tensor) -> torch.Tensor:
     avg_pool2d forward + backward on CPU.
     """
     weight = x.new_ones((x.shape[1], 1, 3, 3))
-    return F.conv2d(x, weight, groups=x.shape[1]) / 9.0
+    with torch.autocast(x.device.type, enabled=False):  # SSIM's variances cancel: never in bf16 / fp16
+        return F.conv2d(x.float(), weight.float(), groups=x.shape[1]) / 9.0
 
 
 def moments(x: torch.Tensor) -> Moments:
