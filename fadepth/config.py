@@ -58,6 +58,13 @@ class ModelConfig(_Strict):
     expansion: list[float] | None = None  # SmallDepth DSR expansion ratios per stage 1..4
     etm: ETMConfig = ETMConfig()
     init_checkpoint: str | None = None  # weights to start from (e.g. ETM# from a trained SmallDepth)
+    start_depth: float | None = Field(
+        None, gt=0.1, lt=100.0,
+        description="eq. 12 depth the disparity heads start at (their bias); null = PyTorch's init, ~0.2 "
+                    "(the paper's). Synthetic profile only: decisions row 32")
+    pose_translation_scale: float = Field(
+        0.01, gt=0.0, description="pose decoder's translation factor (monodepth2's 0.01); with start_depth it "
+                                  "sets the scale a from-scratch run settles at (decisions row 32)")
 
 
 # ------------------------------------------------------------------------------------------ data

@@ -115,3 +115,42 @@ def test_pose_output_shape(name):
     assert pose.shape == (2, 6)
     with pytest.raises(ValueError, match="B,6,H,W"):
         model(torch.rand(1, 3, 64, 96))
+
+
+@pytest.mark.parametrize("name", ["smalldepth", "rn18", "mobilenetv3", "hqdecv2"])
+def test_start_depth_sets_where_the_disparity_heads_start(name):
+    """model.start_depth (decisions row 32): the median eq. 12 depth of an untrained net is the asked one."""
+    from fadepth.models import disp_to_depth
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 192)
+    medians = {}
+    for depth in (None, 1.0, 5.0):
+        torch.manual_seed(1)
+        with torch.no_grad():
+            medians[depth] = float(disp_to_depth(create(name, start_depth=depth).eval()(x)["disp"][0]).median())
+    assert medians[None] == pytest.approx(0.2, rel=0.15)  # sigmoid ~ 1/2: twice eq. 12's floor
+    tolerance = 0.35 if name == "hqdecv2" else 0.1  # HQDecv2's gated heads: approximate (their docstring)
+    assert medians[1.0] == pytest.approx(1.0, rel=tolerance)
+    assert medians[5.0] == pytest.approx(5.0, rel=tolerance)
+
+
+def test_start_depth_out_of_eq12_range_is_refused():
+    from fadepth.models.disparity import disparity_logit
+
+    with pytest.raises(ValueError, match="outside eq. 12"):
+        disparity_logit(150.0)
+    assert disparity_logit(1.0 / (10.0 * 0.5 + 0.01)) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["posenet_rn18"])
+def test_pose_translation_scale_scales_only_the_translation(name):
+    """model.pose_translation_scale (decisions row 32): monodepth2's x0.01 stays on the rotation."""
+    x = torch.rand(2, 6, 64, 96)
+    out = {}
+    for scale in (0.01, 0.05):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            out[scale] = create(name, translation_scale=scale).eval()(x)
+    torch.testing.assert_close(out[0.05][:, :3], out[0.01][:, :3], rtol=0, atol=0)
+    torch.testing.assert_close(out[0.05][:, 3:], 5 * out[0.01][:, 3:], rtol=1e-5, atol=1e-9)

@@ -1,4 +1,4 @@
-"""Model zoo: ``create(name, etm=..., **options)``, ``available()``, ``deploy(model)``.
+"""Model zoo: ``create(name, etm=..., start_depth=..., **options)``, ``available()``, ``deploy(model)``.
 
 Depth models return ``{"disp": [4 x (B,1,h,w)] finest first, "enc": [...], "dec": [...]}``.
 """
@@ -10,13 +10,9 @@ from fadepth.models.build import (
     initial_depth_model,
 )
 from fadepth.models.deploy import deploy
+from fadepth.models.disparity import disp_to_depth, set_start_depth
 from fadepth.models.etm import ETMOptions
 from fadepth.models.registry import available, create, entry, register
 
 __all__ = ["available", "create", "entry", "register", "deploy", "disp_to_depth", "ETMOptions",
-           "architecture_options", "build_depth_model", "build_pose_model", "etm_options", "initial_depth_model"]
-
-
-def disp_to_depth(disp):
-    """Eq. (12): D = 1 / (10 * disp + 0.01)."""
-    return 1.0 / (10.0 * disp + 0.01)
+           "architecture_options", "build_depth_model", "build_pose_model", "etm_options", "initial_depth_model", "set_start_depth"]

@@ -56,6 +56,11 @@ class Monodepth2Decoder(nn.Module):
             self.upconv1.append(ConvBlock(dec_channels[i] + skip, dec_channels[i]))
         self.dispconvs = nn.ModuleList(reflect_conv3x3(dec_channels[s], 1) for s in range(num_scales))
 
+    def init_disparity(self, logit: float) -> None:
+        """Start every disparity head at pre-sigmoid `logit` (``fadepth.models.disparity.set_start_depth``)."""
+        for conv in self.dispconvs:
+            nn.init.constant_(conv.bias, logit)
+
     def forward(self, enc: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         x = enc[4]
         dec: list[torch.Tensor] = [None] * 5

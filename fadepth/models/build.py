@@ -33,11 +33,12 @@ def architecture_options(model_cfg) -> dict:
 
 def build_depth_model(model_cfg) -> nn.Module:
     """The depth network a `ModelConfig` describes (random init; see `fadepth.checkpoint` for loading)."""
-    return create(model_cfg.name, etm=etm_options(model_cfg.etm), **architecture_options(model_cfg))
+    return create(model_cfg.name, etm=etm_options(model_cfg.etm), start_depth=model_cfg.start_depth,
+                  **architecture_options(model_cfg))
 
 
 def build_pose_model(model_cfg) -> nn.Module:
-    return create(model_cfg.pose)
+    return create(model_cfg.pose, translation_scale=model_cfg.pose_translation_scale)
 
 
 def initial_depth_model(model_cfg) -> nn.Module:

@@ -131,6 +131,13 @@ class HQDecoder(nn.Module):
         self.rec_heads = nn.ModuleList(blocks.disp(out_ch[s], s, 3) for s in range(3)) if rec_heads else None
         self.out_channels = out_ch + [dec[3]]
 
+    def init_disparity(self, logit: float) -> None:
+        """Start the disparity heads near pre-sigmoid `logit` (``set_start_depth``): a head's output is
+        sigmoid(conv(x) * sigmoid(G(x))) and the gate starts near 1/2, so the conv's bias becomes 2 * logit
+        (approximate, unlike SmallDepth's and monodepth2's plain heads). The reconstruction heads keep theirs."""
+        for head in self.disp_heads:
+            nn.init.constant_(head.conv.bias, 2.0 * logit)
+
     def forward(self, feats: Sequence[torch.Tensor]) -> dict:
         f4 = self.top(feats[4])
         up = self.top_up(f4)

@@ -15,12 +15,19 @@ from fadepth.models.registry import register
 from fadepth.models.smalldepth import IMAGE_MEAN, IMAGE_STD
 
 
+MONODEPTH2_POSE_SCALE = 0.01
+
+
 class PoseDecoder(nn.Module):
     """monodepth2 pose decoder: 1x1 squeeze to 256 + ReLU, two 3x3 256 convs + ReLU, 1x1 to 6,
-    spatial mean, x0.01."""
+    spatial mean, x0.01 (the translation by `translation_scale`, monodepth2's 0.01 by default: with the depth
+    heads' start it sets the scale a from-scratch run settles at, ``model.pose_translation_scale``,
+    docs/decisions.md row 32)."""
 
-    def __init__(self, in_channels: int, width: int = 256):
+    def __init__(self, in_channels: int, width: int = 256, translation_scale: float = MONODEPTH2_POSE_SCALE):
         super().__init__()
+        self.register_buffer("scale", torch.tensor([MONODEPTH2_POSE_SCALE] * 3 + [translation_scale] * 3),
+                             persistent=False)
         self.squeeze = nn.Conv2d(in_channels, width, 1)
         self.pose0 = nn.Conv2d(width, width, 3, padding=1)
         self.pose1 = nn.Conv2d(width, width, 3, padding=1)
@@ -31,16 +38,16 @@ class PoseDecoder(nn.Module):
         x = self.relu(self.squeeze(feature))
         x = self.relu(self.pose0(x))
         x = self.relu(self.pose1(x))
-        return 0.01 * self.pose2(x).mean(dim=(2, 3))
+        return self.scale * self.pose2(x).mean(dim=(2, 3))
 
 
 class PoseNet(nn.Module):
     """Encoder whose last feature map feeds `PoseDecoder`."""
 
-    def __init__(self, encoder: nn.Module, last_channels: int):
+    def __init__(self, encoder: nn.Module, last_channels: int, translation_scale: float = MONODEPTH2_POSE_SCALE):
         super().__init__()
         self.encoder = encoder
-        self.decoder = PoseDecoder(last_channels)
+        self.decoder = PoseDecoder(last_channels, translation_scale=translation_scale)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         if frames.shape[1] != 6:
@@ -50,13 +57,13 @@ class PoseNet(nn.Module):
 
 
 @register("posenet_rn18", kind="pose")
-def posenet_rn18() -> nn.Module:
+def posenet_rn18(translation_scale: float = MONODEPTH2_POSE_SCALE) -> nn.Module:
     """monodepth2 PoseNet: resnet18 with a 6-channel first conv + pose decoder."""
-    return PoseNet(ResNet18Encoder(in_channels=6), 512)
+    return PoseNet(ResNet18Encoder(in_channels=6), 512, translation_scale)
 
 
 @register("posenet_fbnetv3", kind="pose")
-def posenet_fbnetv3() -> nn.Module:
+def posenet_fbnetv3(translation_scale: float = MONODEPTH2_POSE_SCALE) -> nn.Module:
     """timm fbnetv3_b (features_only, in_chans=6) + monodepth2 pose decoder."""
     encoder = timm.create_model("fbnetv3_b", pretrained=False, features_only=True, in_chans=6)
-    return PoseNet(encoder, encoder.feature_info.channels()[-1])
+    return PoseNet(encoder, encoder.feature_info.channels()[-1], translation_scale)

@@ -3,7 +3,8 @@
 Register a builder with ``@register("name", kind="depth"|"pose"|"teacher")``.  Builders take keyword
 options only (their architecture); unknown options raise a TypeError that names the model and the option.
 Cross-cutting options are applied here, once, for every model (as timm's ``build_model_with_cfg`` does):
-``etm`` converts every odd KxK conv to an ETM (Sec. III-B) after the builder returns.
+``start_depth`` starts the disparity heads at an eq. (12) depth (``fadepth.models.disparity``), then ``etm``
+converts every odd KxK conv to an ETM (Sec. III-B), keeping those biases.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Callable, Mapping
 
 from torch import nn
 
+from fadepth.models.disparity import set_start_depth
 from fadepth.models.etm import ETMOptions, convert_to_etm
 
 
@@ -56,11 +58,14 @@ def entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create(name: str, etm: bool | ETMOptions | Mapping | None = None, **options) -> nn.Module:
+def create(name: str, etm: bool | ETMOptions | Mapping | None = None, start_depth: float | None = None,
+           **options) -> nn.Module:
     """Build a registered model with random initialisation (no downloads).
 
     `etm`: None / False = plain convs; True = ETM with the `ETMOptions` defaults; an `ETMOptions` (or a
-    mapping of its fields) = ETM with those settings. `options` go to the model's builder."""
+    mapping of its fields) = ETM with those settings. `start_depth`: None = PyTorch's initialisation
+    (the disparity heads start near eq. 12 depth 0.2); a depth = their biases start there (decisions row 32).
+    `options` go to the model's builder."""
     e = entry(name)
     try:
         inspect.signature(e.builder).bind(**options)
@@ -68,6 +73,8 @@ def create(name: str, etm: bool | ETMOptions | Mapping | None = None, **options)
         raise TypeError(f"model {name!r}: {exc}") from None
     etm_options = resolve_etm(name, etm)
     model = e.builder(**options)
+    if start_depth is not None:
+        set_start_depth(model, start_depth)
     return model if etm_options is None else convert_to_etm(model, etm_options)
 
 

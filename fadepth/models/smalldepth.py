@@ -94,6 +94,11 @@ class DualDilationDispHead(nn.Module):
         self.head1 = conv2d(channels, 1, 3, dilation=1, bias=True)
         self.head2 = conv2d(channels, 1, 3, dilation=2, bias=True)
 
+    def init_disparity(self, logit: float) -> None:
+        """Start both heads at pre-sigmoid `logit` (``fadepth.models.disparity.set_start_depth``)."""
+        for head in (self.head1, self.head2):
+            nn.init.constant_(head.bias, logit)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return 0.5 * (torch.sigmoid(self.head1(x)) + torch.sigmoid(self.head2(x)))
 
