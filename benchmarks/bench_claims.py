@@ -12,7 +12,9 @@ report's own statistics (:mod:`fadepth.report.stats`: 95 % Student-t interval of
 Re-running the command skips finished runs.
 
 Last line: ``claims reproduced=<n> contradicted=<n> unresolved=<n>`` (unresolved: the interval includes 0,
-or fewer than two seeds finished).
+or fewer than two seeds finished). The table above it gives, per claim, ``seeds_for_paper_delta``: how many
+seeds an interval as noisy as ours would need to exclude 0 for an effect the size of the paper's Δ
+(:func:`fadepth.report.stats.seeds_to_resolve`), i.e. what would resolve a claim left open.
 
     python benchmarks/bench_claims.py                       # synthetic profile, seeds 0,1,2
     python benchmarks/bench_claims.py --set train.iterations=300 --seeds 0,1   # a quicker, weaker look
@@ -94,8 +96,10 @@ def seed_values(spec_name: str, args: argparse.Namespace) -> runs.RunSummary:
 def judge(claim: Claim, summary: runs.RunSummary) -> dict:
     ours = stats.paired_delta(summary.seeds_of(claim.scheme, METRIC), summary.seeds_of(claim.reference, METRIC))
     paper = paper_value(claim.paper_csv, claim.paper_scheme) - paper_value(claim.paper_csv, claim.paper_reference)
+    need = stats.seeds_to_resolve(ours, paper)
     return {"claim": claim.label, "paper_delta": paper, "ours_delta": ours.mean, "ci_low": ours.low,
-            "ci_high": ours.high, "n": ours.n, "verdict": stats.verdict(paper, ours)}
+            "ci_high": ours.high, "n": ours.n, "verdict": stats.verdict(paper, ours),
+            "seeds_for_paper_delta": "-" if need is None else str(need)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

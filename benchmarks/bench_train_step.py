@@ -7,12 +7,19 @@ builds its ``Trainer`` and one fixed batch of synthetic snippets, then runs ``Tr
 (forward, loss, backward, AdamW, scheduler: no data loading) when told to. The two are driven in turns,
 ``--rounds`` rounds of ``--steps`` steps each, so a change in machine load hits both alike; the median of
 the per-round mean step times is compared. Both print the loss of their first step on the same batch.
+Every L_cr term is on from the first timed step (``loss.cr.warmup_fraction=0``: the step of a run after its
+warm-up; runs before 2026-11-29 timed the warm-up step, plain L_p + L_s, instead).
+
+A third worker in the same rounds runs the current tree in **monodepth2's plain recipe** on the same batch
+(RN18 depth net, the same pose net, L_p with min-reprojection and auto-mask + L_s; no L_d, L_feat, reverse
+warps or structure weight: ``MONODEPTH2_PLAIN``), the step the default recipe is held against.
 
 ``--breakdown`` instead profiles the current tree only: data (building a batch from the dataset, with
 augmentation), depth forward, pose forward, each L_cr part, backward and the optimiser, as a table.
 
 Last line (timing mode):
 
+    default_vs_monodepth2_plain=<current/plain>   (< 1: the default recipe's step is faster)
     step_s ref=<s> current=<s> step_speedup=<ref/current>
 
 Usage: python benchmarks/bench_train_step.py [REF] [--height H --width W] [--batch B] [--threads T]
@@ -33,6 +40,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REF = "5335262"
+MONODEPTH2_PLAIN = ["model.name=rn18", "loss.cr.depth_consistency=0", "loss.cr.feature=0",
+                    "loss.cr.bidirectional=false", "loss.cr.structure_weighting=false"]
 
 WORKER = r"""
 import json, sys, time, tempfile, torch
@@ -74,15 +83,15 @@ def overrides(args) -> list[str]:
     return [
         "data.dataset=synthetic", f"data.height={args.height}", f"data.width={args.width}",
         f"train.batch_size={args.batch}", "train.device=cpu", "train.iterations=1000", "train.progress=false",
-        "model.name=smalldepth", *args.overrides,
+        "loss.cr.warmup_fraction=0", "model.name=smalldepth", *args.overrides,
     ]
 
 
 class Worker:
-    def __init__(self, tree: Path, args):
+    def __init__(self, tree: Path, args, extra: list[str] = ()):
         env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS=str(args.threads))
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(args.threads), json.dumps(overrides(args))],
+            [sys.executable, "-c", WORKER, str(args.threads), json.dumps(overrides(args) + list(extra))],
             cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         self.first_loss = self._read()["loss"]
@@ -108,9 +117,9 @@ def compare(args) -> None:
         ref_tree = Path(tmp) / "ref"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(ref_tree), args.ref], check=True)
         try:
-            workers = {"ref": Worker(ref_tree, args), "current": Worker(ROOT, args)}
-            print(f"first-step loss on the same batch: ref {workers['ref'].first_loss:.7f}  "
-                  f"current {workers['current'].first_loss:.7f}")
+            workers = {"ref": Worker(ref_tree, args), "current": Worker(ROOT, args),
+                       "monodepth2_plain": Worker(ROOT, args, MONODEPTH2_PLAIN)}
+            print("first-step loss on the same batch: " + "  ".join(f"{k} {w.first_loss:.7f}" for k, w in workers.items()))
             times = {name: [] for name in workers}
             for r in range(args.rounds):
                 for name, w in (workers.items() if r % 2 == 0 else reversed(workers.items())):
@@ -120,9 +129,10 @@ def compare(args) -> None:
                 w.close()
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_tree)], check=False)
-    ref, cur = statistics.median(times["ref"]), statistics.median(times["current"])
+    ref, cur, plain = (statistics.median(times[k]) for k in ("ref", "current", "monodepth2_plain"))
     print(f"{args.height}x{args.width}, batch {args.batch}, {args.threads} threads, ref {args.ref}: median of "
           f"{args.rounds} rounds x {args.steps} steps")
+    print(f"step_s monodepth2_plain={plain:.4f} default_vs_monodepth2_plain={cur / plain:.3f}")
     print(f"step_s ref={ref:.4f} current={cur:.4f} step_speedup={ref / cur:.3f}")
 
 

@@ -6,8 +6,11 @@ One hypothesis per run, e.g.
     python benchmarks/probe_learning.py 150 50 lr1e3 optim.lr=1e-3
     python benchmarks/probe_learning.py 150 50 slow data.synthetic.speed_m_per_frame=0.4
     python benchmarks/probe_learning.py 150 50 t3 --translation-gain 3
+    python benchmarks/probe_learning.py 900 100 base --profile synthetic --stop 300 \
+        model.start_depth=null model.pose_translation_scale=0.01
 
-64x208, batch 4, LR 4e-4 unless overridden; every `every` iterations one line
+64x208, batch 4, LR 4e-4 unless overridden (``--profile synthetic``: ablations/base/synthetic.yaml underneath;
+``--stop N``: stop after N of the run's iterations, its schedules unchanged); every `every` iterations one line
 ``[tag] it I val V loss L |t| tx ty tz`` (|t| averaged over the pose outputs since the last line), then
 ``[tag] RESULT [[it, val], ...] test T``. ``--translation-gain`` multiplies the pose decoder's translation
 output (monodepth2's 0.01 becomes 0.01 x gain) for the probe only.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -31,9 +35,12 @@ def main() -> None:
     p.add_argument("every", type=int)
     p.add_argument("tag")
     p.add_argument("--translation-gain", type=float, default=1.0)
+    p.add_argument("--profile", choices=("none", "synthetic"), default="none")
+    p.add_argument("--stop", type=int, help="stop after this many iterations (schedules keep `iterations`)")
     p.add_argument("overrides", nargs="*")
-    args = p.parse_args()
-    cfg = load_config(overrides=[
+    args = p.parse_intermixed_args()
+    base = Path(__file__).resolve().parents[1] / "ablations" / "base" / "synthetic.yaml"
+    cfg = load_config(base if args.profile == "synthetic" else None, overrides=[
         f"train.iterations={args.iterations}", "data.height=64", "data.width=208", "train.batch_size=4",
         "optim.lr=4e-4", "train.seed=0", f"train.out_dir=bench_out/probe_{args.tag}", "train.val_every=0",
         "train.progress=false", *args.overrides,
@@ -47,7 +54,7 @@ def main() -> None:
     data = build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled)
     t0, curve = time.time(), []
     for batch in batches(data, cfg, 0):
-        if trainer.iteration >= args.iterations:
+        if trainer.iteration >= (args.stop or args.iterations):
             break
         scalars = trainer.train_step(batch)
         if trainer.iteration % args.every == 0:

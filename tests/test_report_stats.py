@@ -116,6 +116,19 @@ def test_verdict_rules():
     assert stats.verdict(math.nan, up) == stats.NO_PAPER_ROW
 
 
+def test_seeds_to_resolve_matches_the_t_interval():
+    diffs = [0.010, -0.004, 0.006]  # mean 0.004, s = 0.00721
+    ours = stats.mean_ci(diffs)
+    s = np.std(diffs, ddof=1)
+    n = stats.seeds_to_resolve(ours, -0.009)
+    half = lambda k: sps.t.ppf(0.975, k - 1) * s / math.sqrt(k)  # noqa: E731
+    assert half(n) < 0.009 <= half(n - 1)
+    assert n == 5
+    assert stats.seeds_to_resolve(stats.mean_ci([0.01]), 0.009) is None  # one seed: no spread known
+    assert stats.seeds_to_resolve(ours, 0.0) is None
+    assert stats.seeds_to_resolve(ours, 1e-9, limit=50) is None
+
+
 def test_claims_table_numbers_and_verdicts(built):
     _, out, _ = built
     claims = pd.read_csv(out / "table_v.csv").set_index("scheme")

@@ -4,6 +4,8 @@ and the verdict on a paper claim.
 * :func:`mean_ci`       mean of one scheme's seeds and its 95 % t-interval (``n - 1`` degrees of freedom).
 * :func:`paired_delta`  scheme minus baseline over the seeds both share (differences per seed, then a
                         t-interval of their mean): seed-to-seed variation common to both cancels.
+* :func:`seeds_to_resolve` how many seeds an interval as noisy as ours would need to exclude 0 for an effect
+                        of a given size (the paper's Δ): what would resolve a claim that ours leaves open.
 * :func:`verdict`       *reproduced* when our interval excludes 0 with the paper's sign, *contradicted* when it
                         excludes 0 with the other sign, *not resolved* when it includes 0; with one seed
                         there is no interval and no verdict.
@@ -73,3 +75,15 @@ def verdict(paper_delta: float | None, ours: Estimate | None) -> str:
     if not ours.excludes_zero():
         return UNRESOLVED
     return REPRODUCED if np.sign(ours.mean) == np.sign(paper_delta) else CONTRADICTED
+
+
+def seeds_to_resolve(ours: Estimate, effect: float, level: float = LEVEL, limit: int = 10_000) -> int | None:
+    """Smallest n whose ``level`` t-interval half-width, t_{n-1} · s / √n with the seed spread s of ``ours``, is
+    below ``|effect|``; None without an interval (or a zero / non-finite effect) or beyond ``limit`` seeds."""
+    if not ours.has_interval or not math.isfinite(effect) or effect == 0:
+        return None
+    q = (1 + level) / 2
+    spread = ours.half_width * math.sqrt(ours.n) / float(stats.t.ppf(q, ours.n - 1))
+    n = np.arange(2, limit + 1)
+    fits = stats.t.ppf(q, n - 1) * spread / np.sqrt(n) < abs(effect)
+    return int(n[np.argmax(fits)]) if fits.any() else None
