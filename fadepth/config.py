@@ -140,6 +140,9 @@ class CrLossConfig(_Strict):
     # (auto-mask) or collapse the depth scale (L_d). 0 = every term from the first iteration.
     warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     num_scales: int = Field(4, ge=1, le=4)
+    # One pose pass over every (target, source) pair, BatchNorm per pair: the values of one pass per pair
+    # (false), faster convolutions. Pose nets that cannot split their normalisation (fbnetv3) take one per pair.
+    batched_pose: bool = True
     min_depth: float = 0.1
     max_depth: float = 100.0
 

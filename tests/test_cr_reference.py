@@ -53,3 +53,24 @@ def test_cr_loss_on_a_fixed_batch_matches_the_reference():
     for name, net in (("depth", depth), ("pose", pose)):
         l1 = sum(float(p.grad.double().abs().sum()) for p in net.parameters() if p.grad is not None)
         assert l1 == pytest.approx(REFERENCE_GRAD_L1[name], rel=1e-4), name
+
+
+def test_batched_pose_pass_computes_what_one_pass_per_pair_computes():
+    """loss.cr.batched_pose: one pose pass over both pairs, BatchNorm per pair, in training mode."""
+    cfg = load_config(overrides=["model.pb_dsr=0.0", "model.pb_sd=0.0"])
+    images, K = fixed_batch()
+    runs = {}
+    for batched in (False, True):
+        torch.manual_seed(0)
+        depth, pose = build_depth_model(cfg.model).train(), build_pose_model(cfg.model).train()
+        loss_cfg = cfg.loss.cr.model_copy(update={"batched_pose": batched})
+        torch.manual_seed(1)
+        out = CrLoss(loss_cfg)(depth, pose, images, K, (0, -1, 1))
+        out.total.backward()
+        grads = torch.cat([p.grad.flatten() for p in pose.parameters() if p.grad is not None])
+        runs[batched] = (float(out.total), grads, [b.clone() for b in pose.buffers()])
+    (loss0, grad0, buf0), (loss1, grad1, buf1) = runs[False], runs[True]
+    assert loss1 == pytest.approx(loss0, rel=1e-5)
+    torch.testing.assert_close(grad1, grad0, rtol=1e-4, atol=1e-6)
+    for a, b in zip(buf0, buf1):  # running statistics updated pair after pair, as two passes do
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)

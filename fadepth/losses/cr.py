@@ -9,8 +9,10 @@ Decisions
 ---------
 1. **Networks.** The depth net sees all F frames in ONE forward call (frame-major batch of F*B images)
    whenever a source depth or feature is needed (bidirectional L_p, L_d, structure weighting or L_feat);
-   otherwise only the target. The pose net runs once per (target, source) pair with the frames in temporal
-   order ([s, t] for negative ids, then inverted; [t, s] for positive ids), as monodepth2. The reverse
+   otherwise only the target. The pose net sees each (target, source) pair with the frames in temporal
+   order ([s, t] for negative ids, then inverted; [t, s] for positive ids), as monodepth2; all pairs go
+   through it in one pass whose BatchNorm normalises each pair-batch alone (``batched_pose``,
+   ``fadepth.models.posenet.PairBatchNorm2d``): the values of one pass per pair. The reverse
    direction uses the exact inverse T_{s->t} = T_{t->s}^-1 (no second pose pass).
 2. **Scales.** n = min(cfg.num_scales, len(disp)) disparity scales, each upsampled bilinearly to (H, W)
    before warping (monodepth2; one interpolation per scale for all frames of the frame-major batch); depth by eq. (12), ``fadepth.models.disp_to_depth`` (cfg.min_depth and
@@ -230,10 +232,15 @@ class CrLoss(nn.Module):
         frame_out = {fid: select_frame(out, i, b, len(ids) * b) for i, fid in enumerate(ids)}
         pairs = {}
         if poses:
-            for fid, img in frames.items():
-                if fid != 0:  # temporal order, as monodepth2
-                    pair = (img, frames[0]) if fid < 0 else (frames[0], img)
-                    pairs[fid] = pose_vec_to_mat(pose_net(torch.cat(pair, dim=1)), invert=fid < 0)
+            src_ids = [fid for fid in frames if fid != 0]
+            stacked = [  # temporal order, as monodepth2
+                torch.cat((frames[fid], frames[0]) if fid < 0 else (frames[0], frames[fid]), dim=1) for fid in src_ids
+            ]
+            if self.cfg.batched_pose and len(stacked) > 1 and getattr(pose_net, "batches_pairs", False):
+                vectors = pose_net(torch.cat(stacked), pairs=len(stacked)).chunk(len(stacked))
+            else:
+                vectors = [pose_net(x) for x in stacked]
+            pairs = {fid: pose_vec_to_mat(v, invert=fid < 0) for fid, v in zip(src_ids, vectors)}
         return _Prediction(frame_out=frame_out, disp=out["disp"], poses=pairs)
 
     def _depths(self, pred: _Prediction, scale: int, size: tuple[int, int]) -> dict[int, torch.Tensor]:

@@ -41,19 +41,62 @@ class PoseDecoder(nn.Module):
         return self.scale * self.pose2(x).mean(dim=(2, 3))
 
 
+class PairBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that, in training, normalises a batch of ``groups`` stacked pair-batches one group at a time.
+
+    One pose pass over every (target, source) pair then computes what one pass per pair computes (each pair's
+    batch statistics, the running statistics updated pair after pair) while the convolutions run once on the
+    larger batch. Same parameters and buffers as BatchNorm2d (state dicts are interchangeable)."""
+
+    groups = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1 or not self.training:
+            return super().forward(x)
+        return torch.cat([super(PairBatchNorm2d, self).forward(chunk) for chunk in x.chunk(self.groups)])
+
+
+def _pairwise_batchnorms(module: nn.Module) -> None:
+    """Replace every plain BatchNorm2d under `module` by a PairBatchNorm2d with the same state."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            pair_bn = PairBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                      child.track_running_stats)
+            pair_bn.load_state_dict(child.state_dict())
+            setattr(module, name, pair_bn)
+        else:
+            _pairwise_batchnorms(child)
+
+
 class PoseNet(nn.Module):
-    """Encoder whose last feature map feeds `PoseDecoder`."""
+    """Encoder whose last feature map feeds `PoseDecoder`.
+
+    ``forward(frames, pairs=P)`` takes P pair-batches stacked on the batch axis in one pass, normalising each
+    pair-batch on its own (`PairBatchNorm2d`): the same values as P calls. Encoders whose normalisation cannot
+    be split so (timm's BatchNormAct2d in fbnetv3) report ``batches_pairs = False`` and take one pair per call."""
 
     def __init__(self, encoder: nn.Module, last_channels: int, translation_scale: float = MONODEPTH2_POSE_SCALE):
         super().__init__()
         self.encoder = encoder
         self.decoder = PoseDecoder(last_channels, translation_scale=translation_scale)
+        _pairwise_batchnorms(self.encoder)
+        self.batches_pairs = not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                     and not isinstance(m, PairBatchNorm2d) for m in self.modules())
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor, pairs: int = 1) -> torch.Tensor:
         if frames.shape[1] != 6:
             raise ValueError(f"PoseNet expects (B,6,H,W) (two RGB frames stacked), got {tuple(frames.shape)}")
-        feats = self.encoder((frames - IMAGE_MEAN) / IMAGE_STD)
-        return self.decoder(feats[-1])
+        if pairs > 1 and (not self.batches_pairs or frames.shape[0] % pairs):
+            raise ValueError(f"cannot split a batch of {frames.shape[0]} into {pairs} pair-batches here")
+        norms = [m for m in self.modules() if isinstance(m, PairBatchNorm2d)] if pairs > 1 else []
+        for norm in norms:
+            norm.groups = pairs
+        try:
+            feats = self.encoder((frames - IMAGE_MEAN) / IMAGE_STD)
+            return self.decoder(feats[-1])
+        finally:
+            for norm in norms:
+                norm.groups = 1
 
 
 @register("posenet_rn18", kind="pose")
