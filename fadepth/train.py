@@ -8,8 +8,10 @@ random state is re-seeded from (seed, iteration) before each step, so a run resu
 continues exactly as the uninterrupted run would have.  Checkpoints are written atomically.
 
 The trainer knows nothing of MLflow: anything that wants numbers passes a callback implementing any of
-``on_step(iteration, scalars)``, ``on_eval(iteration, metrics)``, ``on_model(iteration, depth_net)`` (after
-each validation and after the final evaluation, e.g. for depth panels) and ``on_end(result)``.  A callback
+``on_step(iteration, scalars)``, ``on_eval(iteration, metrics)`` (validation split, every ``val_every``
+iterations), ``on_test(iteration, metrics)`` (the final evaluation on the test split: never part of the
+validation curve), ``on_model(iteration, depth_net)`` (after each validation and after the final evaluation,
+e.g. for depth panels) and ``on_end(result)``.  A callback
 whose ``on_step`` raises :class:`StopRequested` (a stop signal, see fadepth/sweep/worker.py) stops the run
 after checkpointing the step that just finished.
 """
@@ -360,7 +362,7 @@ class Trainer:
             bar.close()
         checkpoint = self.save()
         metrics = self.evaluate("test")
-        _call(self.callbacks, "on_eval", self.iteration, metrics)
+        _call(self.callbacks, "on_test", self.iteration, metrics)
         _call(self.callbacks, "on_model", self.iteration, self.depth_net)
         result = TrainResult(metrics, checkpoint, self.history, self.iteration, time.perf_counter() - t0,
                              weights=self.weights_path)

@@ -26,8 +26,17 @@ def test_train_writes_checkpoint_and_metrics(tmp_path):
         def on_step(self, it, scalars):
             seen.append((it, scalars["loss"]))
 
-    result = train(tiny_cfg(tmp_path), callbacks=[Recorder()])
+        def on_eval(self, it, metrics):
+            evals.append(("val", it))
+
+        def on_test(self, it, metrics):
+            evals.append(("test", it, metrics["abs_rel"]))
+
+    evals = []
+    result = train(tiny_cfg(tmp_path, extra=["train.val_every=2"]), callbacks=[Recorder()])
     assert [it for it, _ in seen] == [1, 2, 3]
+    # the validation curve holds validation only; the final test evaluation is announced on its own
+    assert evals == [("val", 2), ("test", 3, result.metrics["abs_rel"])]
     assert all(np.isfinite(v) for _, v in seen)
     assert set(result.metrics) >= {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"}
     state = load_checkpoint(result.checkpoint)
