@@ -143,6 +143,9 @@ class CrLossConfig(_Strict):
     # One pose pass over every (target, source) pair, BatchNorm per pair: the values of one pass per pair
     # (false), faster convolutions. Pose nets that cannot split their normalisation (fbnetv3) take one per pair.
     batched_pose: bool = True
+    # Resize the frame pairs the pose net sees by this factor (area); 1 = full resolution (the paper's). A
+    # different computation: measured in benchmarks/README.md (issue 11), not a default anywhere.
+    pose_input_scale: float = Field(1.0, gt=0.0, le=1.0)
     min_depth: float = 0.1
     max_depth: float = 100.0
 

@@ -74,3 +74,14 @@ def test_batched_pose_pass_computes_what_one_pass_per_pair_computes():
     torch.testing.assert_close(grad1, grad0, rtol=1e-4, atol=1e-6)
     for a, b in zip(buf0, buf1):  # running statistics updated pair after pair, as two passes do
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+
+
+def test_pose_input_scale_shows_the_pose_net_downsampled_pairs():
+    cfg = load_config(overrides=["model.pb_dsr=0.0", "model.pb_sd=0.0"])
+    images, K = fixed_batch()
+    seen = []
+    torch.manual_seed(0)
+    depth, pose = build_depth_model(cfg.model).eval(), build_pose_model(cfg.model).eval()
+    pose.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
+    CrLoss(cfg.loss.cr.model_copy(update={"pose_input_scale": 0.5}))(depth, pose, images, K, (0, -1, 1))
+    assert seen == [(4, 6, 32, 104)]  # both pairs of the 2 snippets in one pass, at half resolution

@@ -12,7 +12,8 @@ Decisions
    otherwise only the target. The pose net sees each (target, source) pair with the frames in temporal
    order ([s, t] for negative ids, then inverted; [t, s] for positive ids), as monodepth2; all pairs go
    through it in one pass whose BatchNorm normalises each pair-batch alone (``batched_pose``,
-   ``fadepth.models.posenet.PairBatchNorm2d``): the values of one pass per pair. The reverse
+   ``fadepth.models.posenet.PairBatchNorm2d``): the values of one pass per pair. ``pose_input_scale`` < 1
+   shows it area-downsampled pairs instead (a faster, different computation; not a default). The reverse
    direction uses the exact inverse T_{s->t} = T_{t->s}^-1 (no second pose pass).
 2. **Scales.** n = min(cfg.num_scales, len(disp)) disparity scales, each upsampled bilinearly to (H, W)
    before warping (monodepth2; one interpolation per scale for all frames of the frame-major batch); depth by eq. (12), ``fadepth.models.disp_to_depth`` (cfg.min_depth and
@@ -236,6 +237,8 @@ class CrLoss(nn.Module):
             stacked = [  # temporal order, as monodepth2
                 torch.cat((frames[fid], frames[0]) if fid < 0 else (frames[0], frames[fid]), dim=1) for fid in src_ids
             ]
+            if self.cfg.pose_input_scale != 1.0:
+                stacked = [F.interpolate(x, scale_factor=self.cfg.pose_input_scale, mode="area") for x in stacked]
             if self.cfg.batched_pose and len(stacked) > 1 and getattr(pose_net, "batches_pairs", False):
                 vectors = pose_net(torch.cat(stacked), pairs=len(stacked)).chunk(len(stacked))
             else:
