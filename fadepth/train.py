@@ -192,12 +192,12 @@ def _call(callbacks: Sequence[Any], hook: str, *args) -> None:
 
 
 
-def resumable_state(cfg: ExperimentConfig, checkpoint_path: Path) -> dict[str, Any] | None:
+def resumable_state(cfg: ExperimentConfig, checkpoint_path: Path, mmap: bool = False) -> dict[str, Any] | None:
     """The training state at `checkpoint_path` that `cfg` resumes (None when there is none); one clear error
-    when it was written by a different configuration."""
+    when it was written by a different configuration. `mmap`: tensors are not read (a check before training)."""
     if not checkpoint_path.is_file():
         return None
-    state = load_checkpoint(checkpoint_path)
+    state = load_checkpoint(checkpoint_path, mmap=mmap)
     if state["config"] != cfg.model_dump(mode="json"):
         stored = config_of(state, checkpoint_path).to_flat_dict()
         changed = sorted(k for k, v in cfg.to_flat_dict().items() if stored.get(k) != v)

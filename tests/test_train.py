@@ -3,10 +3,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from fadepth.checkpoint import CheckpointError, load_checkpoint, load_model
 from fadepth.config import load_config
-from fadepth.train import NonFiniteLossError, Trainer, train
+from fadepth.train import NonFiniteLossError, Trainer, resumable_state, train
 
 TINY = [
     "data.height=32", "data.width=96", "train.batch_size=2", "train.progress=false",
@@ -77,6 +78,13 @@ def test_resume_refuses_a_different_config(tmp_path):
     train(tiny_cfg(tmp_path, iterations=1))
     with pytest.raises(RuntimeError, match="different configuration"):
         train(tiny_cfg(tmp_path, iterations=1, extra=["optim.lr=1e-3"]))
+    # the CLI's check before training maps the tensors instead of reading them: same state, same refusal
+    other = tiny_cfg(tmp_path, iterations=1, extra=["optim.lr=1e-3"])
+    with pytest.raises(RuntimeError, match="different configuration"):
+        resumable_state(other, tmp_path / "checkpoint.pt", mmap=True)
+    mapped, read = (load_checkpoint(tmp_path / "checkpoint.pt", mmap=m) for m in (True, False))
+    assert mapped["config"] == read["config"] and mapped["iteration"] == read["iteration"] == 1
+    assert all(torch.equal(mapped["model"][k], v) for k, v in read["model"].items())
 
 
 def test_nan_loss_raises(tmp_path, monkeypatch):

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from fadepth.train import resumable_state, train
 
     if not args.no_resume:  # a checkpoint this config cannot resume: refused before the MLflow store is written
-        resumable_state(cfg, Path(cfg.train.out_dir) / STATE_NAME)
+        resumable_state(cfg, Path(cfg.train.out_dir) / STATE_NAME, mmap=True)  # config only: cheap
     tracked = None if args.no_track else _start_tracking(cfg, args)
     try:
         result = train(cfg, callbacks=tracked[2] if tracked else (), resume=not args.no_resume)
