@@ -11,6 +11,9 @@ resumable MLflow runs under ``--runs-dir``); the differences are paired over see
 report's own statistics (:mod:`fadepth.report.stats`: 95 % Student-t interval of the per-seed differences).
 Re-running the command skips finished runs.
 
+Before the claims, one line per scheme: its per-seed AbsRel and how many seeds ended at the best constant
+prediction (within 2 % of its AbsRel on the same test set: the run learned nothing, it collapsed).
+
 Last line: ``claims reproduced=<n> contradicted=<n> unresolved=<n>`` (unresolved: the interval includes 0,
 or fewer than two seeds finished). The table above it gives, per claim, ``seeds_for_paper_delta``: how many
 seeds an interval as noisy as ours would need to exclude 0 for an effect the size of the paper's Δ
@@ -33,6 +36,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fadepth.data import build_test_set  # noqa: E402
+from fadepth.evaluation import constant_depth_metrics  # noqa: E402
 from fadepth.report import runs, stats  # noqa: E402
 from fadepth.sweep.spec import load_spec  # noqa: E402
 from fadepth.sweep.study import study_name  # noqa: E402
@@ -40,6 +45,7 @@ from fadepth.sweep.tracking import default_tracking_uri  # noqa: E402
 from fadepth.sweep.launcher import parse_sets  # noqa: E402
 
 METRIC = "abs_rel"
+COLLAPSE_TOL = 0.02  # a run within 2 % of the constant prediction's AbsRel learned nothing (it "collapsed")
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,25 @@ def seed_values(spec_name: str, args: argparse.Namespace) -> runs.RunSummary:
     return runs.load_summary(spec, default_tracking_uri(args.runs_dir), args.profile, [METRIC], study)
 
 
+def constant_level(spec_name: str, scheme: str, args: argparse.Namespace) -> float:
+    """AbsRel of the best constant depth on the test set the runs were scored on (a collapsed run's value)."""
+    spec = load_spec(ROOT / "ablations" / f"{spec_name}.yaml")
+    cfg = spec.resolve(scheme, 0, args.profile, parse_sets(args.set) or None)
+    return constant_depth_metrics(build_test_set(cfg.data, cfg.eval))[METRIC]
+
+
+def scheme_rows(spec_name: str, schemes: list[str], summary: runs.RunSummary, args) -> list[dict]:
+    """Per scheme: the seeds' values, and how many ended at the constant prediction (within COLLAPSE_TOL)."""
+    constant = constant_level(spec_name, schemes[0], args)
+    rows = []
+    for scheme in schemes:
+        values = dict(sorted(summary.seeds_of(scheme, METRIC).items()))
+        rows.append({"scheme": f"{spec_name}: {scheme}", "per_seed": " / ".join(f"{v:.3f}" for v in values.values()),
+                     "mean": sum(values.values()) / max(1, len(values)), "constant": constant,
+                     "at_constant": f"{sum(v >= (1 - COLLAPSE_TOL) * constant for v in values.values())}/{len(values)}"})
+    return rows
+
+
 def judge(claim: Claim, summary: runs.RunSummary) -> dict:
     ours = stats.paired_delta(summary.seeds_of(claim.scheme, METRIC), summary.seeds_of(claim.reference, METRIC))
     paper = paper_value(claim.paper_csv, claim.paper_scheme) - paper_value(claim.paper_csv, claim.paper_reference)
@@ -124,8 +149,11 @@ def main(argv=None) -> int:
     for spec, schemes in by_spec.items():
         run_sweep(spec, schemes, args)
     summaries = {spec: seed_values(spec, args) for spec in by_spec}
+    per_scheme = pd.DataFrame([row for spec, schemes in by_spec.items()
+                               for row in scheme_rows(spec, schemes, summaries[spec], args)])
     rows = pd.DataFrame([judge(claim, summaries[claim.spec]) for claim in CLAIMS])
     with pd.option_context("display.width", 160, "display.max_columns", None):
+        print(per_scheme.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(rows.to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
     count = rows["verdict"].value_counts()
     unresolved = len(rows) - count.get(stats.REPRODUCED, 0) - count.get(stats.CONTRADICTED, 0)

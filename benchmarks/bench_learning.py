@@ -21,14 +21,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fadepth.config import load_config
 
 PROFILES = {"synthetic": Path(__file__).resolve().parents[1] / "ablations" / "base" / "synthetic.yaml", "none": None}
 from fadepth.data import build_test_set
-from fadepth.evaluation import evaluate_depths, evaluate_model
+from fadepth.evaluation import constant_depth_metrics, evaluate_model
 from fadepth.models import build_depth_model
 from fadepth.train import train
 
@@ -57,13 +56,6 @@ class ValidationCurve:
 
     def on_eval(self, iteration: int, metrics: dict[str, float]) -> None:
         self.points.append((iteration, metrics["abs_rel"]))
-
-
-def constant_prediction_metrics(test_set) -> dict[str, float]:
-    """A constant disparity everywhere; per-image median scaling turns it into the GT median."""
-    preds = [np.full(tuple(s["image"].shape[-2:]), 0.5, np.float32) for s in test_set]
-    gts = [s["gt"] for s in test_set]
-    return evaluate_depths(preds, gts, test_set.protocol, align="median")
 
 
 def save_curve(history: list[dict], val: list[tuple[int, float]], val_constant: float, warmup: float,
@@ -108,9 +100,9 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     untrained = evaluate_model(build_depth_model(cfg.model), test_set, align="median", device="cpu")
-    constant = constant_prediction_metrics(test_set)
+    constant = constant_depth_metrics(test_set)
     val_set = build_test_set(cfg.data, cfg.eval.model_copy(update={"split": "val"}))
-    val_constant = constant_prediction_metrics(val_set)["abs_rel"]
+    val_constant = constant_depth_metrics(val_set)["abs_rel"]
 
     t0 = time.perf_counter()
     curve = ValidationCurve()

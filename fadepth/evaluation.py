@@ -208,6 +208,17 @@ def evaluate_model(
     return evaluate_depths(preds, gts, test_set.protocol, align)
 
 
+def constant_depth_metrics(test_set) -> dict[str, float]:
+    """Metrics of one constant depth everywhere, median-scaled: the level a collapsed network sits at.
+
+    Per-image median scaling turns any constant into that image's ground-truth median, so this is also the best
+    constant prediction; a trained run is judged against it (``abs_rel`` ratio, or "ended at the constant").
+    """
+    items = [test_set[i] for i in range(len(test_set))]
+    flat = [np.full(tuple(np.shape(it["image"])[-2:]), 0.5, np.float32) for it in items]
+    return evaluate_depths(flat, [it["gt"] for it in items], test_set.protocol, align="median")
+
+
 # ------------------------------------------------------------------------------------- printing
 def format_header() -> str:
     return " & ".join(f"{name:>8}" for name in METRICS) + r" \\"

@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from fadepth.evaluation import (
     METRICS,
+    constant_depth_metrics,
     depth_metrics,
     evaluate_depths,
     evaluate_model,
@@ -137,3 +138,15 @@ def test_evaluate_model_over_test_contract():
     assert m["abs_rel"] < 1e-5 and m["num_images"] == 5
     m2 = evaluate_model(net, items, align="none", device="cpu", batch_size=2)
     assert m2["abs_rel"] > 0.1
+
+
+def test_constant_depth_metrics_is_what_a_collapsed_net_scores():
+    rng = np.random.default_rng(3)
+    ramp = np.linspace(4, 40, 48, dtype=np.float32)[None].repeat(24, 0)  # depth varies inside each image
+    items = _TestSet({"image": torch.rand(3, 16, 32), "gt": ramp * s, "id": str(i)}
+                     for i, s in enumerate(rng.uniform(0.5, 2, size=3)))
+    constant = constant_depth_metrics(items)
+    collapsed = evaluate_model(_ConstNet(7.0), items, align="median", device="cpu")
+    assert constant["abs_rel"] == pytest.approx(collapsed["abs_rel"], rel=1e-6) and constant["abs_rel"] > 0.3
+    flat = _TestSet({"image": torch.rand(3, 16, 32), "gt": np.full((24, 48), d, np.float32), "id": "f"} for d in (5, 9))
+    assert constant_depth_metrics(flat)["abs_rel"] < 1e-6  # a constant scene is predicted exactly
