@@ -77,6 +77,34 @@ def test_a_changed_code_default_changes_the_hash(tmp_path, monkeypatch):
     assert load_spec(write(tmp_path, GOOD)).spec_hash != first
 
 
+def test_earlier_studies_of_an_edited_spec_are_found(tmp_path, capsys):
+    """After an edit (a description is enough) the same command is a new study: the launcher names the old one."""
+    import optuna
+
+    from fadepth.sweep import study as st
+
+    old = load_spec(write(tmp_path, GOOD))
+    new = load_spec(write(tmp_path, GOOD.replace("title: tiny test spec", "title: tiny test spec, edited")))
+    assert new.spec_hash != old.spec_hash
+    storage = st.open_storage(str(tmp_path / "optuna.journal"))
+    for spec, profile, extra in ((old, "smoke", None), (old, "paper", None), (old, "smoke", {"a": 1}), (new, "smoke", None)):
+        study = st.create_study(spec, st.study_name(spec, profile, extra), storage)
+        study.add_trial(optuna.trial.create_trial(value=0.5))
+    optuna.create_study(study_name="tiny-notahash-smoke", storage=storage)
+    assert st.earlier_studies(storage, new, "smoke") == {st.study_name(old, "smoke"): 1}
+    assert st.earlier_studies(storage, new, "smoke", {"a": 1}) == {st.study_name(old, "smoke", {"a": 1}): 1}
+    assert st.earlier_studies(storage, old, "paper") == {}
+    from types import SimpleNamespace
+
+    from fadepth.sweep.launcher import Sweep
+
+    sweep = SimpleNamespace(storage=storage, plan=SimpleNamespace(spec=new, profile="smoke", extra=None),
+                            study_name=st.study_name(new, "smoke"))
+    Sweep._note_earlier_studies(sweep)
+    err = capsys.readouterr().err
+    assert f"spec.yaml changed since {st.study_name(old, 'smoke')} (1 finished)" in err and "re-runs every cell" in err
+
+
 def test_unknown_key_is_refused(tmp_path, capsys):
     spec = write(tmp_path, GOOD.replace("model.pb_dsr: 0.5", "model.pb_dsrr: 0.5"))
     with pytest.raises(SpecError, match="scheme 'b'"):

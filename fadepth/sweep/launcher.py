@@ -221,7 +221,7 @@ class Sweep:
 
         plan, args = self.plan, self.args
         self.client = tr.configure(self.tracking_uri)
-        storage = st.open_storage(self.storage_url)
+        storage = self.storage = st.open_storage(self.storage_url)
         spec = plan.spec
         if args.worker_only:
             try:
@@ -260,7 +260,23 @@ class Sweep:
     def enqueue(self) -> dict[str, int]:
         from fadepth.sweep import study as st
 
-        return st.enqueue_cells(self.study, self.plan.spec, self.plan.cells, self.args.retry_failed)
+        new_study = not self.study.get_trials(deepcopy=False)
+        queued = st.enqueue_cells(self.study, self.plan.spec, self.plan.cells, self.args.retry_failed)
+        if new_study:
+            self._note_earlier_studies()
+        return queued
+
+    def _note_earlier_studies(self) -> None:
+        """Say so when this new study leaves finished runs of an earlier version of the same spec behind."""
+        from fadepth.sweep import study as st
+
+        earlier = {k: n for k, n in st.earlier_studies(self.storage, self.plan.spec, self.plan.profile,
+                                                        self.plan.extra).items() if n}
+        if earlier:
+            listed = ", ".join(f"{name} ({n} finished)" for name, n in sorted(earlier.items()))
+            print(f"note: {self.plan.spec.path.name} changed since {listed} (any edit counts, descriptions too): "
+                  f"this is a new study {self.study_name} and re-runs every cell; the earlier runs stay in "
+                  "the store, not reused", file=sys.stderr)
 
     def progress(self) -> dict[str, int]:
         from fadepth.sweep import study as st

@@ -62,6 +62,23 @@ def study_name(spec: SweepSpec, profile: str, extra: Mapping[str, Any] | None = 
     return name
 
 
+def earlier_studies(storage: optuna.storages.BaseStorage, spec: SweepSpec, profile: str,
+                    extra: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """Studies of the same table, profile and ``--set`` overrides under another spec hash, with their finished
+    runs: results an edit of the spec (descriptions included), a base file or a code default left behind.
+    They stay in the store; the current study does not reuse them."""
+    current = study_name(spec, profile, extra)
+    head, tail = f"{spec.name}-", current[len(f"{spec.name}-{spec.spec_hash}"):]
+    found = {}
+    for name in optuna.get_all_study_names(storage):
+        hash_part = name[len(head):len(name) - len(tail)] if name.startswith(head) and name.endswith(tail) else ""
+        if name != current and len(hash_part) == len(spec.spec_hash) and all(c in "0123456789abcdef" for c in hash_part):
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE,))
+            found[name] = len(trials)
+    return found
+
+
 # ------------------------------------------------------------------------------------ storage
 def default_storage_url(runs_dir: Path) -> str:
     return str((runs_dir / "optuna.journal").resolve())
