@@ -164,7 +164,7 @@ def check_inputs(inputs: Sequence[str | Path], out_dir: str | Path, device: str)
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path,
             device: str = "auto") -> list[Path]:
     """Run a trained checkpoint's deployed depth net (ETM / BN folded) on `inputs`; returns the files written."""
-    from fadepth.checkpoint import load_model
+    from fadepth.models import load_model
     from fadepth.export import deployed_module
     from fadepth.utils import resolve_device
 
