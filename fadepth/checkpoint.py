@@ -24,7 +24,8 @@ import torch
 from pydantic import ValidationError
 
 from fadepth import __version__
-from fadepth.config import ExperimentConfig, InputError, format_validation_error
+from fadepth.config import ExperimentConfig, format_validation_error
+from fadepth.errors import InputError
 from fadepth.utils import atomic_torch_save
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fadepth.config import InputError
+from fadepth.errors import InputError
 from fadepth.models import disp_to_depth
 
 OPSET = 18

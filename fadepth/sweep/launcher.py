@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fadepth.cli.boundary import add_debug_flag, guarded
+from fadepth.errors import add_debug_flag, guarded
 from fadepth.config import ConfigError, check_key, parse_override
 from fadepth.sweep.spec import SweepSpec, dry_run_values, load_spec
 from fadepth.sweep.stores import check_stores, store_lock
@@ -421,7 +421,7 @@ def log_sweep_fps(sweep: Sweep) -> None:
 
 # ------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
-    """``sweeps/run.py``: every error ends as one line (:mod:`fadepth.cli.boundary`)."""
+    """``sweeps/run.py``: every error ends as one line (:mod:`fadepth.errors`)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # Ctrl-C must reach the wait loop even when started from a background shell job (which inherits
     # SIGINT as ignored, so Python would never raise KeyboardInterrupt).
