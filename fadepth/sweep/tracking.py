@@ -235,7 +235,7 @@ class PanelLogger:
         if self._failed:
             return
         try:
-            from fadepth.report.panels import depth_panel
+            from fadepth.visual import depth_panel
 
             panel = depth_panel(depth_net, self.item(), next(depth_net.parameters()).device)
             self.client.log_image(self.run_id, panel, key=c.PANELS_DIR, step=int(iteration))
