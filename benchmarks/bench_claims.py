@@ -42,7 +42,7 @@ from fadepth.report import runs, stats  # noqa: E402
 from fadepth.sweep.spec import load_spec  # noqa: E402
 from fadepth.sweep.study import study_name  # noqa: E402
 from fadepth.sweep.tracking import default_tracking_uri  # noqa: E402
-from fadepth.sweep.launcher import parse_sets  # noqa: E402
+from fadepth.sweep.plan import parse_sets  # noqa: E402
 
 METRIC = "abs_rel"
 COLLAPSE_TOL = 0.02  # a run within 2 % of the constant prediction's AbsRel learned nothing (it "collapsed")

@@ -10,7 +10,8 @@ truncated file; a temporary file left by a SIGKILL is removed by :func:`remove_s
   state), ``objective`` (training-only modules such as APX adapters), ``optimizer``, ``scheduler``,
   ``history`` and ``rng`` (torch / numpy / python states).
 
-:func:`load_model` is the one entry point for eval / predict / export and accepts either file.
+This module is file I/O only (save, load, :func:`config_of`); rebuilding the networks of a checkpoint is
+:func:`fadepth.models.load_model`, the one entry point for eval / predict / export, which accepts either file.
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ import torch
 from pydantic import ValidationError
 
 from fadepth import __version__
-from fadepth.config import ExperimentConfig, InputError, format_validation_error
-from fadepth.utils import atomic_torch_save, resolve_device
+from fadepth.config import ExperimentConfig, format_validation_error
+from fadepth.errors import InputError
+from fadepth.utils import atomic_torch_save
 
 log = logging.getLogger(__name__)
 WEIGHTS_NAME, STATE_NAME = "weights.pt", "checkpoint.pt"
@@ -84,33 +86,6 @@ def config_of(state: dict[str, Any], path: str | Path = "<checkpoint>") -> Exper
         return ExperimentConfig.model_validate(state["config"])
     except ValidationError as exc:
         raise CheckpointError(format_validation_error(exc, f"{path}: stored config")) from None
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu", with_pose: bool = False):
-    """Rebuild the depth net (and optionally the pose net) of a checkpoint, in eval mode.
-
-    Returns ``(depth_net, cfg)`` or ``(depth_net, pose_net, cfg)`` when ``with_pose``.
-    """
-    from fadepth.models import build_depth_model, build_pose_model
-
-    device = resolve_device(device)
-    state = load_checkpoint(path)
-    cfg = config_of(state, path)
-    try:
-        depth_net = build_depth_model(cfg.model)
-        depth_net.load_state_dict(state["model"])
-    except (KeyError, TypeError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not match the stored config's model ({reason[:300]})") from None
-    depth_net.to(device).eval()
-    if not with_pose:
-        return depth_net, cfg
-    if "pose" not in state:
-        raise CheckpointError(f"{path}: holds no pose network (a {WEIGHTS_NAME} file); "
-                              f"pass the run's {STATE_NAME} instead")
-    pose_net = build_pose_model(cfg.model)
-    pose_net.load_state_dict(state["pose"])
-    return depth_net, pose_net.to(device).eval(), cfg
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -17,9 +17,7 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-
-class InputError(ValueError):
-    """Bad user input (a file, key or value): the CLIs print its message as one line, without a traceback."""
+from fadepth.errors import InputError
 
 
 class ConfigError(InputError):

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fadepth.config import InputError
+from fadepth.errors import InputError
 from fadepth.models import disp_to_depth
 
 OPSET = 18
@@ -151,7 +151,8 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, height:
     its runtime and compared with the PyTorch deployed model on a random image.
     """
     from fadepth import __version__
-    from fadepth.checkpoint import file_sha256, load_model
+    from fadepth.checkpoint import file_sha256
+    from fadepth.models import load_model
 
     out = check_out(fmt, out, overwrite)
     if height is not None and width is not None:

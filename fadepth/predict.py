@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fadepth.config import InputError
+from fadepth.errors import InputError
 from fadepth.models import disp_to_depth
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -164,7 +164,7 @@ def check_inputs(inputs: Sequence[str | Path], out_dir: str | Path, device: str)
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path,
             device: str = "auto") -> list[Path]:
     """Run a trained checkpoint's deployed depth net (ETM / BN folded) on `inputs`; returns the files written."""
-    from fadepth.checkpoint import load_model
+    from fadepth.models import load_model
     from fadepth.export import deployed_module
     from fadepth.utils import resolve_device
 

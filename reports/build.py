@@ -10,7 +10,7 @@ import sys
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from fadepth.cli.boundary import guarded, pop_debug  # noqa: E402
+from fadepth.errors import guarded, pop_debug  # noqa: E402
 from fadepth.report import main  # noqa: E402
 
 if __name__ == "__main__":

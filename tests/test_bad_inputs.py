@@ -201,7 +201,8 @@ def test_stale_tmp_checkpoint_removed_on_next_start(tmp_path):
 
 
 def test_weights_file_is_small_and_loads_like_the_full_checkpoint(weights, capsys):
-    from fadepth.checkpoint import CheckpointError, load_checkpoint, load_model
+    from fadepth.checkpoint import CheckpointError, load_checkpoint
+    from fadepth.models import load_model
 
     full = weights.parent / "checkpoint.pt"
     assert weights.stat().st_size < 15e6 < full.stat().st_size

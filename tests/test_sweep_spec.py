@@ -96,7 +96,7 @@ def test_earlier_studies_of_an_edited_spec_are_found(tmp_path, capsys):
     assert st.earlier_studies(storage, old, "paper") == {}
     from types import SimpleNamespace
 
-    from fadepth.sweep.launcher import Sweep
+    from fadepth.sweep.session import Sweep
 
     sweep = SimpleNamespace(storage=storage, plan=SimpleNamespace(spec=new, profile="smoke", extra=None),
                             study_name=st.study_name(new, "smoke"))

@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from fadepth import contracts as c  # noqa: E402
-from fadepth.report.panels import depth_panel  # noqa: E402
+from fadepth.visual import depth_panel  # noqa: E402
 
 
 class TinyDepth(torch.nn.Module):

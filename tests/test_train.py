@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from fadepth.checkpoint import CheckpointError, load_checkpoint, load_model
+from fadepth.checkpoint import CheckpointError, load_checkpoint
 from fadepth.config import load_config
+from fadepth.models import load_model
 from fadepth.train import NonFiniteLossError, Trainer, resumable_state, train
 
 TINY = [

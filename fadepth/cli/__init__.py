@@ -1,7 +1,7 @@
 """The ``fadepth`` command: one sub-command module per user action.
 
 Each module in ``SUBCOMMANDS`` defines ``add_parser(subparsers)`` (cheap: no torch import) and
-``run(args) -> int``.  Every sub-command runs inside one error boundary (:mod:`fadepth.cli.boundary`): a
+``run(args) -> int``.  Every sub-command runs inside one error boundary (:mod:`fadepth.errors`): a
 user error is one line and exit status 2, anything else one line plus a ``--debug`` hint.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from fadepth.cli.boundary import add_debug_flag, guarded
+from fadepth.errors import add_debug_flag, guarded
 
 SUBCOMMANDS = {
     "train": ("fadepth.cli.train", "train a depth network (self-supervised) from a YAML config"),

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m fadepth.cli.complexity``), same as ``fadepth complexity``."""
-    from fadepth.cli.boundary import add_debug_flag, guarded
+    from fadepth.errors import add_debug_flag, guarded
 
     p = argparse.ArgumentParser(prog="fadepth complexity", description=__doc__)
     add_parser(p)

@@ -31,7 +31,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from fadepth.checkpoint import load_model
+    from fadepth.models import load_model
     from fadepth.data import build_test_set
     from fadepth.evaluation import evaluate_model, format_row
     from fadepth.preflight import PreflightError, check_device, check_output_file, check_test_split

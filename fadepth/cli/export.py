@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.height is None) != (args.width is None):
         return fail("fadepth export", "give both --height and --width, or neither (the training size)")
     out, record, diff = export_checkpoint(args.checkpoint, args.format, args.out, args.height, args.width,
-                                          args.dynamic_batch, args.depth, args.overwrite)  # errors: cli.boundary
+                                          args.dynamic_batch, args.depth, args.overwrite)  # errors: fadepth.errors
     opset = f", opset {record.opset}" if record.opset else ""
     batch = "dynamic" if record.dynamic_batch else "1"
     print(f"wrote {out}: {record.model} deployed ({args.format}{opset}), input image {batch}x3x{record.height}x"

@@ -18,7 +18,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fadepth.predict import predict, predict_exported
 
-    if args.model:  # errors: fadepth.cli.boundary
+    if args.model:  # errors: fadepth.errors
         written = predict_exported(args.model, args.inputs, args.out, device=args.device)
     else:
         written = predict(args.checkpoint, args.inputs, args.out, device=args.device)

@@ -31,7 +31,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from fadepth.geometry import scale_intrinsics
-from fadepth.config import InputError
+from fadepth.errors import InputError
 
 from .transforms import generator_from_global
 

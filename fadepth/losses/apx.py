@@ -169,7 +169,8 @@ class Teacher:
             self.cache = TeacherCache(cfg.cache_dir, self.cache_key())
 
     def _build(self, net, allow_random_teacher):
-        from fadepth.checkpoint import file_sha256, load_model
+        from fadepth.checkpoint import file_sha256
+        from fadepth.models import load_model
 
         if self.cfg.teacher_checkpoint is not None:
             loaded, loaded_cfg = load_model(self.cfg.teacher_checkpoint, self.device)

@@ -8,6 +8,7 @@ from fadepth.models.build import (
     build_pose_model,
     etm_options,
     initial_depth_model,
+    load_model,
 )
 from fadepth.models.deploy import deploy
 from fadepth.models.disparity import disp_to_depth, set_start_depth
@@ -15,4 +16,5 @@ from fadepth.models.etm import ETMOptions
 from fadepth.models.registry import available, create, entry, register
 
 __all__ = ["available", "create", "entry", "register", "deploy", "disp_to_depth", "ETMOptions",
-           "architecture_options", "build_depth_model", "build_pose_model", "etm_options", "initial_depth_model", "set_start_depth"]
+           "architecture_options", "build_depth_model", "build_pose_model", "etm_options", "initial_depth_model", "load_model",
+           "set_start_depth"]

@@ -1,15 +1,22 @@
 """Models from a typed `fadepth.config.ModelConfig`: the one place that turns config into `create` calls.
 
-`build_depth_model(cfg)` is the random-init network a config describes (also what `fadepth.checkpoint`
-rebuilds before loading a state dict); `initial_depth_model(cfg)` is what training starts from: the same,
+`build_depth_model(cfg)` is the random-init network a config describes (also what `load_model` rebuilds
+before loading a checkpoint's state dict); `initial_depth_model(cfg)` is what training starts from: the same,
 or the weights of `cfg.init_checkpoint`, including ETM# (Table VI: ETM over a trained plain SmallDepth).
+`load_model(path)` is the trained nets of a checkpoint, in eval mode (eval / predict / export).
+`fadepth.checkpoint` below this module is file I/O only.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from torch import nn
 
+from fadepth.checkpoint import STATE_NAME, WEIGHTS_NAME, CheckpointError, config_of, load_checkpoint
 from fadepth.models.etm import ETMOptions, convert_to_etm
 from fadepth.models.registry import create
+from fadepth.utils import resolve_device
 
 
 def etm_options(etm_cfg) -> ETMOptions | None:
@@ -32,7 +39,7 @@ def architecture_options(model_cfg) -> dict:
 
 
 def build_depth_model(model_cfg) -> nn.Module:
-    """The depth network a `ModelConfig` describes (random init; see `fadepth.checkpoint` for loading)."""
+    """The depth network a `ModelConfig` describes (random init; see `load_model` for loading)."""
     return create(model_cfg.name, etm=etm_options(model_cfg.etm), start_depth=model_cfg.start_depth,
                   **architecture_options(model_cfg))
 
@@ -49,8 +56,6 @@ def initial_depth_model(model_cfg) -> nn.Module:
     kernel (its centre crop)."""
     if model_cfg.init_checkpoint is None:
         return build_depth_model(model_cfg)
-    from fadepth.checkpoint import config_of, load_checkpoint
-
     init = load_checkpoint(model_cfg.init_checkpoint)
     options = etm_options(model_cfg.etm)
     if options is not None and not config_of(init, model_cfg.init_checkpoint).model.etm.enabled:
@@ -60,3 +65,28 @@ def initial_depth_model(model_cfg) -> nn.Module:
     net = build_depth_model(model_cfg)
     net.load_state_dict(init["model"])
     return net
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", with_pose: bool = False):
+    """Rebuild the depth net (and optionally the pose net) of a checkpoint, in eval mode.
+
+    Returns ``(depth_net, cfg)`` or ``(depth_net, pose_net, cfg)`` when ``with_pose``.
+    """
+    device = resolve_device(device)
+    state = load_checkpoint(path)
+    cfg = config_of(state, path)
+    try:
+        depth_net = build_depth_model(cfg.model)
+        depth_net.load_state_dict(state["model"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not match the stored config's model ({reason[:300]})") from None
+    depth_net.to(device).eval()
+    if not with_pose:
+        return depth_net, cfg
+    if "pose" not in state:
+        raise CheckpointError(f"{path}: holds no pose network (a {WEIGHTS_NAME} file); "
+                              f"pass the run's {STATE_NAME} instead")
+    pose_net = build_pose_model(cfg.model)
+    pose_net.load_state_dict(state["pose"])
+    return depth_net, pose_net.to(device).eval(), cfg

@@ -22,9 +22,9 @@ from fadepth.report.tables import (
     SETTING_HEADERS_LATEX,
     Comparison,
     MetricInfo,
-    _comparable,
-    _lower_is_better,
     best_mask,
+    comparable,
+    lower_is_better,
 )
 
 # ----------------------------------------------------------------------------------- text
@@ -117,7 +117,7 @@ def claims_display(comparison: Comparison, style: Style) -> tuple[pd.DataFrame, 
     shown = pd.DataFrame(index=claims.index)
     shown["Scheme"] = claims["scheme"].map(style.text)
     for column in comparison.shown_settings:
-        shown[setting_header(column, style.latex)] = claims[column].map(lambda v: "" if _comparable(v) is None
+        shown[setting_header(column, style.latex)] = claims[column].map(lambda v: "" if comparable(v) is None
                                                                         else style.text(v))
     shown["Seeds" if comparison.statistical else "Counted"] = claims["n"].map(lambda n: str(int(n)) if n else "0")
     shown[f"Paper {name}"] = claims["paper"].map(lambda v: style.number(v, decimals))
@@ -133,7 +133,7 @@ def claims_display(comparison: Comparison, style: Style) -> tuple[pd.DataFrame, 
     eligible = claims[(claims["status"] == "finished") & ((claims["n"] >= 2) | (not comparison.statistical))]
     values = eligible["ours"].dropna()
     if len(values) >= 2:
-        best = values.min() if _lower_is_better(comparison.primary) else values.max()
+        best = values.min() if lower_is_better(comparison.primary) else values.max()
         mask.loc[values.index[np.isclose(values, best, rtol=1e-9, atol=0.0)], f"Ours {name}"] = True
     return shown, mask
 
@@ -169,7 +169,7 @@ def metrics_display(comparison: Comparison, style: Style) -> tuple[pd.DataFrame,
     shown["Source"] = frame["source"]
     for column in comparison.shown_settings:
         shown[setting_header(column, style.latex)] = frame[column].map(
-            lambda v: "" if _comparable(v) is None else style.text(v))
+            lambda v: "" if comparable(v) is None else style.text(v))
     shown["Seeds" if comparison.statistical else "Counted"] = frame["n"].map(lambda n: "" if pd.isna(n) else str(int(n)))
     names = {}
     for metric in comparison.metrics:
@@ -283,7 +283,7 @@ def caption_text(spec, comparison: Comparison, profile: str | None, seeds: Seque
         parts.append(f"Profile {esc(profile)}, seeds {', '.join(map(str, seeds)) or 'none'} (n per row).")
     parts.append(f"{what}; paper: FA-Depth's own numbers.")
     constant = [c for c in comparison.settings if c not in comparison.shown_settings]
-    present = {c: comparison.frame[c][comparison.frame[c].map(_comparable).notna()] for c in constant}
+    present = {c: comparison.frame[c][comparison.frame[c].map(comparable).notna()] for c in constant}
     values = [f"{esc(c)}={esc(str(v.iloc[0]))}" for c, v in present.items() if len(v)]
     if values:
         parts.append("All rows: " + ", ".join(values) + ".")

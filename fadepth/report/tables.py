@@ -160,14 +160,14 @@ class Comparison:
     @property
     def shown_settings(self) -> list[str]:
         """Setting columns whose value differs between rows (constant ones go to the caption)."""
-        return [c for c in self.settings if self.frame[c].map(_comparable).dropna().nunique() > 1]
+        return [c for c in self.settings if self.frame[c].map(comparable).dropna().nunique() > 1]
 
     def verdict_counts(self) -> dict[str, int]:
         verdicts = self.claims["verdict"][self.claims["verdict"].isin(stats.VERDICTS)]
         return {v: int((verdicts == v).sum()) for v in stats.VERDICTS}
 
 
-def _comparable(value: Any) -> Any:
+def comparable(value: Any) -> Any:
     """A setting cell for comparison: a number when it is one ('1e-4' == 0.0001), None when empty."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
         return None
@@ -276,7 +276,7 @@ def _paper_number(row: pd.Series, metric: str) -> float:
     return float(sum(parts)) if parts and not any(pd.isna(parts)) else np.nan
 
 
-def _lower_is_better(metric: str) -> bool:
+def lower_is_better(metric: str) -> bool:
     return METRICS[metric].lower_is_better if metric in METRICS else True
 
 
@@ -290,7 +290,7 @@ def best_mask(comparison: Comparison) -> pd.DataFrame:
         values = ours[metric].dropna()
         if len(values) < 2:
             continue
-        best = values.min() if _lower_is_better(metric) else values.max()
+        best = values.min() if lower_is_better(metric) else values.max()
         mask.loc[values.index, metric] = np.isclose(values, best, rtol=1e-9, atol=0.0)
     return mask
 

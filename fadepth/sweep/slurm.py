@@ -310,16 +310,12 @@ def launch(sweep, args: argparse.Namespace) -> bool:
 
 
 def follow(sweep, job_ids: list[str], show_progress: bool, poll_s: float = 2.0) -> bool:
-    from tqdm import tqdm
+    from fadepth.sweep.session import progress_bar, update_bar
 
-    from fadepth.sweep.launcher import _update_bar
-
-    cells = sweep.plan.cells
-    total = len(cells) if cells else sweep.plan.spec.search.n_trials
-    bar = tqdm(total=total, desc=sweep.study_name, unit="run", disable=not show_progress, dynamic_ncols=True)
+    bar = progress_bar(sweep, show_progress)
     try:
         while True:
-            _update_bar(sweep, bar)
+            update_bar(sweep, bar)
             if not active_jobs(job_ids):
                 return True
             time.sleep(poll_s)

@@ -107,13 +107,14 @@ def finished_child_run(client: MlflowClient, experiment_id: str, study: str, cel
     """A FINISHED child run of this cell (e.g. a worker died after MLflow finished but before Optuna did)."""
     runs = client.search_runs(
         [experiment_id],
-        f"tags.`{STUDY}` = '{study}' and tags.`{c.CELL}` = '{_quote(cell_key)}' and attributes.status = 'FINISHED'",
+        f"tags.`{STUDY}` = '{study}' and tags.`{c.CELL}` = '{quote_tag_value(cell_key)}' and attributes.status = 'FINISHED'",
         max_results=1,
     )
     return runs[0] if runs else None
 
 
-def _quote(text: str) -> str:
+def quote_tag_value(text: str) -> str:
+    """`text` as a value inside single quotes of an MLflow search filter."""
     return text.replace("'", "\\'")
 
 
@@ -235,7 +236,7 @@ class PanelLogger:
         if self._failed:
             return
         try:
-            from fadepth.report.panels import depth_panel
+            from fadepth.visual import depth_panel
 
             panel = depth_panel(depth_net, self.item(), next(depth_net.parameters()).device)
             self.client.log_image(self.run_id, panel, key=c.PANELS_DIR, step=int(iteration))

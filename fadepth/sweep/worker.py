@@ -338,7 +338,7 @@ def resume_preempted_run(client: tr.MlflowClient, ctx: WorkerContext, cell: str,
     """The KILLED run a pre-empted worker left for this cell, RUNNING again (its checkpoint resumes it)."""
     runs = client.search_runs(
         [ctx.experiment_id],
-        f"tags.`{tr.STUDY}` = '{ctx.study_name}' and tags.`{contracts.CELL}` = '{tr._quote(cell)}' "
+        f"tags.`{tr.STUDY}` = '{ctx.study_name}' and tags.`{contracts.CELL}` = '{tr.quote_tag_value(cell)}' "
         f"and tags.`{RESUMABLE}` = 'true' and attributes.status = 'KILLED'",
         max_results=1, order_by=["attributes.start_time DESC"])
     if not runs:

@@ -1,7 +1,7 @@
-"""The one error boundary of every command-line entry point (``fadepth <command>``, ``sweeps/run.py``,
-``reports/build.py``).
+"""Known errors and the one error boundary of every command-line entry point (``fadepth <command>``,
+``sweeps/run.py``, ``reports/build.py``).  Ground floor: imports nothing of fadepth, so every layer may use it.
 
-Known errors -- bad user input (:class:`fadepth.config.InputError`: configs, specs, checkpoints, pre-flight)
+Known errors -- bad user input (:class:`InputError`: configs, specs, checkpoints, pre-flight)
 and file-system errors that name their file -- print one line ``<prog>: error: <message>`` and exit 2.
 Anything else prints the same one line with the exception's type and ``run with --debug for the traceback``
 and exits 1; ``--debug`` (or ``FADEPTH_DEBUG=1``) prints the traceback too.  Ctrl-C exits 130.
@@ -18,6 +18,10 @@ HINT = "run with --debug for the traceback"
 FILE_ERRORS = (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError, FileExistsError)
 
 
+class InputError(ValueError):
+    """Bad user input (a file, key or value): the CLIs print its message as one line, without a traceback."""
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help="on an error, also print the Python traceback (env FADEPTH_DEBUG=1 does the same)")
@@ -29,8 +33,6 @@ def pop_debug(argv: list[str]) -> tuple[list[str], bool]:
 
 
 def is_known(exc: BaseException) -> bool:
-    from fadepth.config import InputError
-
     return isinstance(exc, InputError) or (isinstance(exc, FILE_ERRORS) and bool(exc.filename or str(exc)))
 
 

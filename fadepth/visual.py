@@ -1,4 +1,5 @@
 """Depth panels for MLflow: input | prediction | ground truth | error map, side by side in one RGB image.
+An image computation beside evaluation, below the sweeps' tracking and the reports that show it.
 
 The prediction is the network's finest disparity (colourised, near = bright).  Where the frame has ground
 truth, the depth is median-aligned to it as in the evaluation (monodepth2), the ground truth is shown in the
