@@ -55,7 +55,7 @@ trainer = Trainer(cfg)
 data = build_dataset(cfg.data, "train", augment=False)
 items = [data[i] for i in range(cfg.train.batch_size)]
 batch = {"images": torch.stack([s["images"] for s in items]), "K": torch.stack([s["K"] for s in items])}
-print(json.dumps({"loss": trainer.train_step(batch)["loss"]}), flush=True)
+print(json.dumps({"loss": float(trainer.train_step(batch)["loss"])}), flush=True)
 for line in sys.stdin:
     n = int(line)
     t0 = time.perf_counter()

@@ -58,7 +58,7 @@ def main() -> None:
     for it in range(1, args.iterations + 1):
         batch = next(stream)
         queue[:] = true_poses(scenes, batch["id"], cfg.data.frame_ids, args.scale)
-        loss = trainer.train_step(batch)["loss"]
+        loss = float(trainer.train_step(batch)["loss"])
         if it % 50 == 0:
             abs_rel = evaluate_model(trainer.depth_net, val, align="median", device="cpu")["abs_rel"]
             print(f"iteration {it} loss {loss:.4f} val abs_rel {abs_rel:.4f}", flush=True)

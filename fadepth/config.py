@@ -224,7 +224,10 @@ class TrainConfig(_Strict):
     # Autocast dtype of the forward pass (weights, optimiser and loss reduction stay fp32). fp16 adds a
     # GradScaler and needs CUDA (refused on CPU); bf16 runs on CPU and CUDA.
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    compile: bool = False  # torch.compile the depth and pose nets (inductor)
+    compile: bool = False  # torch.compile the forward pass and the objective as one graph (inductor)
+    # Capture the whole step (forward, loss, backward, AdamW) in CUDA graphs and replay it: CUDA only, fp32 / bf16
+    # (fp16's GradScaler reads the host), static shapes; one capture per loss structure (L_cr warm-up, then full).
+    cuda_graphs: bool = False
 
 
 class EvalConfig(_Strict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from fadepth.models.blocks import DropFunction
@@ -33,13 +34,26 @@ def drop_rate(iteration: int, total: int, pb_max: float, fraction: float = 0.5, 
 
 
 def apply_drop_rates(model: nn.Module, iteration: int, total: int, model_cfg) -> dict[str, float]:
-    """Set `rate` on every DropFunction: pb_dsr for kind "dsr", pb_sd for kind "sd" (a ModelConfig).
+    """Set the rate of every DropFunction: pb_dsr for kind "dsr", pb_sd for kind "sd" (a ModelConfig).
 
+    All DropFunctions of one kind share one device tensor (bound here on first use), so a step writes two
+    values in place, not one per layer, and a captured or compiled step sees the new rate without a rebuild.
     Returns the rates set per kind (for logging)."""
     pb_max = {"dsr": model_cfg.pb_dsr, "sd": model_cfg.pb_sd}
     rates = {kind: drop_rate(iteration, total, peak, model_cfg.drop_fraction, model_cfg.drop_schedule)
              for kind, peak in pb_max.items()}
-    for module in model.modules():
-        if isinstance(module, DropFunction):
-            module.rate = rates[module.kind]
+    for kind, keep in shared_keep_probs(model).items():
+        keep.fill_(1.0 - rates[kind])
     return rates
+
+
+def shared_keep_probs(model: nn.Module) -> dict[str, torch.Tensor]:
+    """One keep-probability tensor per drop kind, bound to every DropFunction of `model` (rebound if a
+    ``.to()`` gave the layers copies of their own)."""
+    drops = [m for m in model.modules() if isinstance(m, DropFunction)]
+    shared: dict[str, torch.Tensor] = {}
+    for module in drops:
+        keep = shared.setdefault(module.kind, module.keep_prob)
+        if module.keep_prob is not keep:
+            module.keep_prob = keep
+    return shared

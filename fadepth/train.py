@@ -7,18 +7,23 @@ function of (seed, iteration, state): the data order comes from a per-epoch seed
 random state is re-seeded from (seed, iteration) before each step, so a run resumed from a checkpoint
 continues exactly as the uninterrupted run would have.  Checkpoints are written atomically.
 
+A step reads nothing on the host (``fadepth/step_runtime.py``): its loss terms stay on the device and are read in
+one transfer every ``log_every`` iterations, together with a device-side non-finite flag that names the first
+bad iteration. ``train.compile`` compiles the forward pass and the objective as one graph; ``train.cuda_graphs``
+captures the whole step (forward, backward, AdamW) and replays it.
+
 The trainer knows nothing of MLflow: anything that wants numbers passes a callback implementing any of
-``on_step(iteration, scalars)``, ``on_eval(iteration, metrics)`` (validation split, every ``val_every``
+``on_iteration(iteration)`` (every step, no numbers: e.g. a stop check), ``on_step(iteration, scalars)`` (every
+``log_every`` iterations and at the last, host floats), ``on_eval(iteration, metrics)`` (validation split, every ``val_every``
 iterations), ``on_test(iteration, metrics)`` (the final evaluation on the test split: never part of the
 validation curve), ``on_model(iteration, depth_net)`` (after each validation and after the final evaluation,
 e.g. for depth panels) and ``on_end(result)``.  A callback
-whose ``on_step`` raises :class:`StopRequested` (a stop signal, see fadepth/sweep/worker.py) stops the run
+whose ``on_iteration`` or ``on_step`` raises :class:`StopRequested` (a stop signal, see fadepth/sweep/worker.py) stops the run
 after checkpointing the step that just finished.
 """
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -42,6 +47,7 @@ from fadepth.checkpoint import (
 from fadepth.config import ConfigError, ExperimentConfig, dump_config
 from fadepth.models import build_pose_model, initial_depth_model
 from fadepth.schedules import apply_drop_rates
+from fadepth.step_runtime import CapturedStep, NonFiniteWatch, read_scalars
 from fadepth.utils import resolve_device, seed_everything, to_channels_last
 
 log = logging.getLogger(__name__)
@@ -174,14 +180,37 @@ def check_precision(cfg: ExperimentConfig, device: torch.device) -> None:
                           "(its backward passes run unscaled); use bf16")
 
 
-def autocast(device: torch.device, precision: str):
-    """Mixed-precision context for the forward pass (a no-op for fp32)."""
+def check_cuda_graphs(cfg: ExperimentConfig, device: torch.device) -> None:
+    """train.cuda_graphs captures a step with static shapes and no host reads: CUDA, fp32 / bf16, no disk cache."""
+    if not cfg.train.cuda_graphs:
+        return
+    if device.type != "cuda":
+        raise ConfigError(f"train.cuda_graphs=true needs a CUDA device (train.device resolved to {device})")
+    if cfg.train.precision == "fp16":
+        raise ConfigError("train.cuda_graphs=true does not combine with train.precision=fp16 (its GradScaler "
+                          "reads the host every step); use bf16")
+    if cfg.loss.apx.enabled and cfg.loss.apx.cache_dir:
+        raise ConfigError("train.cuda_graphs=true does not combine with loss.apx.cache_dir (the teacher cache "
+                          "reads files inside the step); set loss.apx.cache_dir=null")
+
+
+def autocast(device: torch.device, precision: str, cache_enabled: bool = True):
+    """Mixed-precision context for the forward pass (a no-op for fp32); no weight cache under graph capture."""
     return torch.autocast(device.type, dtype=AUTOCAST_DTYPES.get(precision, torch.float32),
-                          enabled=precision in AUTOCAST_DTYPES)
+                          enabled=precision in AUTOCAST_DTYPES, cache_enabled=cache_enabled)
 
 
-def compile_module(module: torch.nn.Module) -> torch.nn.Module:
-    return torch.compile(module)
+def compile_module(fn):
+    """torch.compile of the forward pass + objective (tests swap the backend through this hook)."""
+    return torch.compile(fn)
+
+
+def make_optimizer(params: list[torch.nn.Parameter], cfg: ExperimentConfig, device: torch.device):
+    """AdamW, fused (one kernel set for all parameters, no per-parameter host reads on CPU or CUDA); captured
+    steps take the learning rate as a device tensor."""
+    lr = torch.tensor(cfg.optim.lr, device=device) if cfg.train.cuda_graphs else cfg.optim.lr
+    return torch.optim.AdamW(params, lr=lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
+                             fused=True, capturable=cfg.train.cuda_graphs)
 
 
 def _call(callbacks: Sequence[Any], hook: str, *args) -> None:
@@ -215,6 +244,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.device = resolve_device(cfg.train.device)
         check_precision(cfg, self.device)  # before any model is built
+        check_cuda_graphs(cfg, self.device)
         self.out_dir = Path(cfg.train.out_dir)
         seed_everything(cfg.train.seed)
         if cfg.train.deterministic and self.device.type == "cpu":
@@ -230,18 +260,14 @@ class Trainer:
         from fadepth.losses import build_objective  # heavy imports kept out of module import
 
         self.objective = build_objective(cfg, self.depth_net, self.device).to(self.device)
-        # The objective calls these (compiled graphs when train.compile); states are saved from the originals.
-        self.depth_forward, self.pose_forward = self.depth_net, self.pose_net
-        if cfg.train.compile:
-            self.depth_forward, self.pose_forward = compile_module(self.depth_net), compile_module(self.pose_net)
+        # forward + objective in one callable: one compiled graph when train.compile (states stay the originals')
+        self.loss_fn = compile_module(self.forward_loss) if cfg.train.compile else self.forward_loss
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         params = [p for m in (self.depth_net, self.pose_net, self.objective) for p in m.parameters()]
-        params = [p for p in params if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
-            foreach=True,  # CPU defaults to a per-tensor loop, several times slower for many small tensors
-        )
+        self.optimizer = make_optimizer([p for p in params if p.requires_grad], cfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.nonfinite = NonFiniteWatch(self.device)
+        self.captured = CapturedStep(self.step_body, self.device) if cfg.train.cuda_graphs else None
         self.iteration = 0
         self.history: list[dict[str, float]] = []
 
@@ -272,7 +298,9 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        """Weights first, then the training state (each atomic); returns the training state's path."""
+        """Weights first, then the training state (each atomic); returns the training state's path.
+        Refuses (NonFiniteLossError) a state that a non-finite loss reached."""
+        self.check_finite()
         state = self.state()
         save_weights(self.weights_path, state)
         return save_checkpoint(self.checkpoint_path, state)
@@ -296,35 +324,62 @@ class Trainer:
         return True
 
     # ---------------------------------------------------------------------------------- loop
-    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+    def forward_loss(self, batch: dict[str, Any]):
+        """The depth and pose nets on a batch and the objective on their outputs (what train.compile compiles)."""
+        return self.objective(self.depth_net, self.pose_net, batch)
+
+    def step_body(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Forward, loss, backward and optimiser on a device batch: no host reads (what cuda_graphs captures)."""
+        cfg = self.cfg
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, cfg.train.precision, cache_enabled=not cfg.train.cuda_graphs):
+            out = self.loss_fn(batch)
+        if not out.backward_done:
+            self.scaler.scale(out.loss).backward()
+        if cfg.optim.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                           cfg.optim.grad_clip, foreach=True)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        loss = out.loss.detach() if not out.backward_done else out.terms["loss"]
+        self.nonfinite.observe(loss)
+        return {**out.terms, "loss": loss}
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns its scalars as 0-dim device tensors (read them with ``read_scalars``)."""
         cfg = self.cfg
         seed_everything(step_seed(cfg.train.seed, self.iteration))
         apply_drop_rates(self.depth_net, self.iteration, cfg.train.iterations, cfg.model)
         self.objective.set_progress(self.iteration, cfg.train.iterations)
         self.depth_net.train()
         self.pose_net.train()
-        self.optimizer.zero_grad(set_to_none=True)
         batch = to_device(batch, self.device, channels_last=cfg.train.channels_last and self.device.type == "cuda")
-        with autocast(self.device, cfg.train.precision):
-            out = self.objective(self.depth_forward, self.pose_forward, batch)
-        loss_value = float(out.loss.detach()) if out.loss is not None else float(out.terms.get("total", math.nan))
-        if not math.isfinite(loss_value):
-            raise NonFiniteLossError(f"loss is {loss_value} at iteration {self.iteration}")
-        if not out.backward_done:
-            self.scaler.scale(out.loss).backward()
-        if cfg.optim.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(
-                [p for g in self.optimizer.param_groups for p in g["params"]], cfg.optim.grad_clip
-            )
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.captured is not None:
+            scalars = self.captured(self.loss_structure(), batch)
+        else:
+            scalars = self.step_body(batch)
         self.scheduler.step()
         self.iteration += 1
-        scalars = {k: float(v) for k, v in out.terms.items()}
-        scalars["loss"] = loss_value
-        scalars["lr"] = self.optimizer.param_groups[0]["lr"]
         return scalars
+
+    def loss_structure(self) -> tuple:
+        """What decides the shape of the step's graph besides the input shapes (L_cr's warm-up)."""
+        return tuple(getattr(m, "warming_up", None) for m in self.objective.modules())
+
+    def read(self, scalars: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The step's scalars as host floats (one sync); raises if any loss since the start was not finite."""
+        values, first_bad = read_scalars(scalars, self.nonfinite)
+        if first_bad >= 0:
+            raise NonFiniteLossError(f"loss is not finite at iteration {first_bad} (first such step; "
+                                     f"read at iteration {self.iteration})")
+        lr = self.optimizer.param_groups[0]["lr"]
+        values["lr"] = float(lr)
+        return values
+
+    def check_finite(self) -> None:
+        """Before a checkpoint or an evaluation: never keep or judge a state a non-finite loss reached."""
+        self.read({})
 
     def fit(self, resume: bool = True) -> TrainResult:
         cfg = self.cfg
@@ -332,34 +387,11 @@ class Trainer:
         remove_stale_tmp(self.out_dir)
         if resume:
             self.try_resume()
+        self.nonfinite.reset(self.iteration)
         dump_config(cfg, self.out_dir / "config.yaml")  # after the resume check: it must describe the checkpoint
-        from fadepth.data import build_dataset
-
         t0 = time.perf_counter()
-        total = cfg.train.iterations
-        if self.iteration < total:
-            dataset = build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled)
-            stream = batches(dataset, cfg, self.iteration, self.device)
-            bar = _progress(total, self.iteration, enabled=cfg.train.progress)
-            for batch in stream:
-                if self.iteration >= total:
-                    break
-                scalars = self.train_step(batch)
-                bar.update(1)
-                if self.iteration % cfg.train.log_every == 0 or self.iteration == total:
-                    self.history.append({"iteration": self.iteration, **scalars})
-                    bar.set_postfix(loss=f"{scalars['loss']:.4f}")
-                try:
-                    _call(self.callbacks, "on_step", self.iteration, scalars)
-                except StopRequested:  # the step is complete: keep it, so a resume starts right after it
-                    self.save()
-                    raise
-                if cfg.train.val_every and self.iteration % cfg.train.val_every == 0 and self.iteration < total:
-                    _call(self.callbacks, "on_eval", self.iteration, self.evaluate("val"))
-                    _call(self.callbacks, "on_model", self.iteration, self.depth_net)
-                if cfg.train.checkpoint_every and self.iteration % cfg.train.checkpoint_every == 0:
-                    self.save()
-            bar.close()
+        if self.iteration < cfg.train.iterations:
+            self._run_iterations()
         checkpoint = self.save()
         metrics = self.evaluate("test")
         _call(self.callbacks, "on_test", self.iteration, metrics)
@@ -369,11 +401,40 @@ class Trainer:
         _call(self.callbacks, "on_end", result)
         return result
 
+    def _run_iterations(self) -> None:
+        from fadepth.data import build_dataset
+
+        cfg, total = self.cfg, self.cfg.train.iterations
+        dataset = build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled)
+        bar = _progress(total, self.iteration, enabled=cfg.train.progress)
+        for batch in batches(dataset, cfg, self.iteration, self.device):
+            if self.iteration >= total:
+                break
+            scalars = self.train_step(batch)
+            bar.update(1)
+            try:
+                _call(self.callbacks, "on_iteration", self.iteration)
+                if self.iteration % cfg.train.log_every == 0 or self.iteration == total:
+                    values = self.read(scalars)  # the one host read of the interval
+                    self.history.append({"iteration": self.iteration, **values})
+                    bar.set_postfix(loss=f"{values['loss']:.4f}")
+                    _call(self.callbacks, "on_step", self.iteration, values)
+            except StopRequested:  # the step is complete: keep it, so a resume starts right after it
+                self.save()
+                raise
+            if cfg.train.val_every and self.iteration % cfg.train.val_every == 0 and self.iteration < total:
+                _call(self.callbacks, "on_eval", self.iteration, self.evaluate("val"))
+                _call(self.callbacks, "on_model", self.iteration, self.depth_net)
+            if cfg.train.checkpoint_every and self.iteration % cfg.train.checkpoint_every == 0:
+                self.save()
+        bar.close()
+
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> dict[str, float]:
         from fadepth.data import build_test_set
         from fadepth.evaluation import evaluate_model
 
+        self.check_finite()
         eval_cfg = self.cfg.eval if split == "test" else self.cfg.eval.model_copy(update={"split": split})
         test_set = build_test_set(self.cfg.data, eval_cfg)
         return evaluate_model(self.depth_net, test_set, align=eval_cfg.align, device=self.device)

@@ -49,7 +49,20 @@ def test_drop_function_identity_in_eval_and_at_zero():
     assert drop(x) is x
     drop.train()
     drop.rate = 0.0
-    assert drop(x) is x
+    assert torch.equal(drop(x), x)  # the mask is drawn (no host branch on the rate) and is exactly 1
+
+
+def test_drop_rates_are_device_tensors_shared_per_kind():
+    """One keep-probability tensor per kind, written in place: a compiled or captured step sees new rates."""
+    model = create("smalldepth")
+    apply_drop_rates(model, 10, 100, ModelConfig(pb_dsr=0.9, pb_sd=0.5))
+    drops = [m for m in model.modules() if isinstance(m, DropFunction)]
+    shared = {m.kind: m.keep_prob for m in drops}
+    assert all(m.keep_prob is shared[m.kind] for m in drops)
+    before = {k: v.data_ptr() for k, v in shared.items()}
+    rates = apply_drop_rates(model, 50, 100, ModelConfig(pb_dsr=0.9, pb_sd=0.5))
+    assert {k: v.data_ptr() for k, v in shared.items()} == before
+    assert shared["dsr"].item() == pytest.approx(1 - rates["dsr"])
 
 
 def test_drop_function_drops_whole_samples_and_rescales():

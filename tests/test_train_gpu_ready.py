@@ -24,7 +24,7 @@ def first_step_loss(tmp_path, *extra) -> float:
     from fadepth.data import build_dataset
 
     batch = next(batches(build_dataset(trainer.cfg.data, "train"), trainer.cfg, 0))
-    return trainer.train_step(batch)["loss"]
+    return float(trainer.train_step(batch)["loss"])
 
 
 def test_bf16_training_step_is_finite_and_within_5_percent_of_fp32(tmp_path):

@@ -133,7 +133,7 @@ class ApproximationLoss(nn.Module):
             total = total + approximation_divergence(teacher_disp, student_disp)
         return total
 
-    def forward(self, student_out: dict, teacher_out: dict) -> tuple[Tensor, dict[str, float]]:
+    def forward(self, student_out: dict, teacher_out: dict) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.cfg
         terms: dict[str, Tensor] = {}
         total = student_out["disp"][0].new_zeros(())
@@ -147,7 +147,7 @@ class ApproximationLoss(nn.Module):
                 total = total + weight * value
                 terms[f"apx/{name}"] = value
         terms["apx/total"] = total
-        return total, {k: float(v.detach()) for k, v in terms.items()}
+        return total, {k: v.detach() for k, v in terms.items()}
 
 
 # ------------------------------------------------------------------------------------ teacher

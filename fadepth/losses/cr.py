@@ -16,10 +16,10 @@ Decisions
    shows it area-downsampled pairs instead (a faster, different computation; not a default). The reverse
    direction uses the exact inverse T_{s->t} = T_{t->s}^-1 (no second pose pass).
 2. **Scales.** n = min(cfg.num_scales, len(disp)) disparity scales, each upsampled bilinearly to (H, W)
-   before warping (monodepth2; one interpolation per scale for all frames of the frame-major batch); depth by eq. (12), ``fadepth.models.disp_to_depth`` (cfg.min_depth and
-   cfg.max_depth are not used: eq. 12 fixes the range to ~[0.1, 100]). L_p and L_d are averaged over scales.
-3. **L_p** (per direction): pe = 0.85 (1-SSIM)/2 + 0.15 L1 (the SSIM statistics of each frame, which
-   every error is measured against, are computed once per step: ``photometric.moments``). Forward (t <- s): per-pixel minimum over the
+   before warping (monodepth2; one interpolation per scale for all frames of the frame-major batch); depth by
+   eq. (12), ``fadepth.models.disp_to_depth`` (cfg.min_depth and cfg.max_depth are not used: eq. 12 fixes the
+   range to ~[0.1, 100]). L_p and L_d are averaged over scales.
+3. **L_p** (per direction): pe = 0.85 (1-SSIM)/2 + 0.15 L1. Forward (t <- s): per-pixel minimum over the
    sources (``min_reprojection``; otherwise the average). Projections that leave the source keep their
    border-padded error as in monodepth2 (``exclude_out_of_view=True`` drops them instead, which the net
    exploits by predicting near depth at the borders). Auto-mask (``automask``): keep a pixel only where
@@ -65,8 +65,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fadepth.config import CrLossConfig
-from fadepth.geometry import invert_pose, pose_vec_to_mat, resize_grid, sample, warp
-from fadepth.losses.photometric import Moments, edge_aware_smoothness, moments, photometric_error
+from fadepth.geometry import backproject, invert_pose, pose_vec_to_mat, project, resize_grid, sample, valid_mask
+from fadepth.losses.photometric import edge_aware_smoothness, photometric_error
 from fadepth.models import disp_to_depth
 
 TERMS = ("photometric", "depth_consistency", "feature", "smoothness", "total")
@@ -76,20 +76,36 @@ _OUTSIDE = 1e4  # error given to invalid projections so that the per-pixel minim
 @dataclass
 class CrOutput:
     total: torch.Tensor
-    terms: dict[str, torch.Tensor]
+    terms: dict[str, torch.Tensor]  # detached 0-dim tensors, still on the device (read them at log time)
     outputs: dict[str, Any]
     extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class _View:
-    """One warping direction (a 'target' view synthesised from a 'source' view) at one scale."""
+class _Prediction:
+    """What the networks said about one snippet."""
 
-    pe: torch.Tensor | None  # (B,1,H,W) photometric error
-    valid: torch.Tensor  # (B,1,H,W)
-    weight: torch.Tensor  # (B,1,H,W) detached structure weight W (ones if disabled)
-    diff: torch.Tensor | None  # (B,1,H,W) depth-structure difference (with grad), or None
-    grid: torch.Tensor
+    target_out: dict[str, Any]  # the depth net's outputs for the target frame
+    frame_major: dict[str, Any]  # its outputs for every predicted frame, frame-major (F'*B rows)
+    predicted: list[int]  # the frame ids in frame_major, in order (only 0 when no source is needed)
+    poses: dict[int, torch.Tensor]  # T_target->source (B,4,4) per source frame id
+    inverse_poses: dict[int, torch.Tensor]  # T_source->target (B,4,4): the reverse direction's motion
+
+
+@dataclass
+class _Views:
+    """Every warping direction of every scale, stacked: tensors are (S, V, B, ...) with S scales and V views.
+
+    Views 0..n_fwd-1 are the forward directions (target <- source j, j in source order); the rest, if any, the
+    reverse ones (source j <- target), in the same source order.
+    """
+
+    pe: torch.Tensor | None  # (S,V,B,1,H,W) photometric error of the synthesised view
+    valid: torch.Tensor  # (S,V,B,1,H,W) projection inside the other image, in front of its camera
+    weight: torch.Tensor  # (S,V,B,1,H,W) detached structure weight W (ones if disabled)
+    diff: torch.Tensor | None  # (S,V,B,1,H,W) depth-structure difference (with grad), or None
+    grid: torch.Tensor  # (S,V,B,H,W,2) sampling grids
+    n_fwd: int
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -116,22 +132,31 @@ def structure_difference(depth_comp: torch.Tensor, depth_interp: torch.Tensor) -
     return ((comp - depth_interp).abs() / (comp + depth_interp)).clamp(0.0, 1.0)
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, start_dim: int = 0) -> torch.Tensor:
+    """Mean of ``x`` where ``mask`` is set, over the dims from ``start_dim`` on (all of them by default)."""
+    return (x * mask).flatten(start_dim).sum(-1) / mask.flatten(start_dim).sum(-1).clamp(min=1.0)
+
+
+def gather_views(stacked: torch.Tensor, index: Sequence[int], dim: int) -> torch.Tensor:
+    """``stacked`` re-ordered along ``dim`` by a static index (one copy, no index tensor to send)."""
+    if list(index) == list(range(stacked.shape[dim])):
+        return stacked
+    return torch.stack([stacked.select(dim, i) for i in index], dim=dim)
+
+
+def flat(x: torch.Tensor, lead: int) -> torch.Tensor:
+    """Merge the first ``lead`` dims into the batch axis."""
+    return x.reshape(-1, *x.shape[lead:])
 
 
 # ------------------------------------------------------------------------------------------ loss
-@dataclass
-class _Prediction:
-    """What the networks said about one snippet."""
-
-    frame_out: dict[int, dict[str, Any]]  # depth-net outputs per frame id (only 0 when no source is needed)
-    disp: list[torch.Tensor]  # per scale: the disparities of every frame in frame_out, frame-major (F*B rows)
-    poses: dict[int, torch.Tensor]  # T_target->source (B,4,4) per source frame id
-
-
 class CrLoss(nn.Module):
-    """L_cr (eq. 21), CbwLoss-like: see the module docstring for every decision."""
+    """L_cr (eq. 21), CbwLoss-like: see the module docstring for every decision.
+
+    Every warp of a step (all scales, sources and directions) is one back-projection, one projection and one
+    ``grid_sample``; every photometric error is one SSIM call; min-reprojection, auto-mask and L_d are
+    reductions over the stacked views. The loss runs in fp32 whatever the autocast dtype of the networks.
+    """
 
     def __init__(self, cfg: CrLossConfig | None = None):
         super().__init__()
@@ -170,7 +195,7 @@ class CrLoss(nn.Module):
         net_images: torch.Tensor | None = None,
     ) -> CrOutput:
         """L_cr of the snippet ``images`` (B,F,3,H,W); the networks see ``net_images`` if given (decision 9)."""
-        cfg, use = self.cfg, self._use
+        use = self._use
         frame_ids = list(frame_ids)
         if len(frame_ids) != images.shape[1]:
             raise ValueError(f"frame_ids {frame_ids} do not match {images.shape[1]} frames")
@@ -178,40 +203,35 @@ class CrLoss(nn.Module):
             net_images = images
         elif net_images.shape != images.shape:
             raise ValueError(f"net_images {tuple(net_images.shape)} do not match images {tuple(images.shape)}")
-        frames = {fid: images[:, i] for i, fid in enumerate(frame_ids)}
         net_frames = {fid: net_images[:, i] for i, fid in enumerate(frame_ids)}
         use_warp = use["warp"] and len(frame_ids) > 1
         pred = self._predict(depth_net, pose_net, net_frames, use_warp and use["src_net"], use_warp)
-        outputs = pred.frame_out[0]
+        with torch.autocast(images.device.type, enabled=False):  # the loss in fp32
+            return self._loss(pred, images.float(), K.float(), frame_ids, use_warp)
+
+    def _loss(self, pred: "_Prediction", images, K, frame_ids, use_warp: bool) -> CrOutput:
+        cfg, use = self.cfg, self._use
+        outputs = pred.target_out
         n_scales = min(cfg.num_scales, len(outputs["disp"]))
         zero = images.new_zeros(())
         terms = {name: zero for name in TERMS}
         extras: dict[str, Any] = {"poses": pred.poses}
-
+        frames = images.transpose(0, 1)  # (F,B,3,H,W), frame_ids order
         if use_warp:
-            inv_K = torch.linalg.inv(K)
-            stats = self._image_moments(frames) if use["p"] and cfg.ssim_weight > 0 else {}
-            identity = self._identity_errors(frames, stats) if use["mask"] and use["p"] else None
-            p_sum, d_sum, views0 = zero, zero, None
-            for s in range(n_scales):
-                fwd, rev = self._directions(pred, s, frames, K, inv_K, stats)
-                if s == 0:
-                    views0 = (fwd, rev)
-                if use["p"]:
-                    loss_p, mask = self._photometric_term(fwd, rev, identity)
-                    p_sum = p_sum + loss_p
-                    if s == 0:
-                        extras["automask"] = mask.detach()
-                        extras["automask_fraction"] = mask.detach().mean()
-                if use["d"]:
-                    d_sum = d_sum + self._depth_consistency_term(fwd, rev)
-            terms["photometric"] = p_sum / n_scales
-            terms["depth_consistency"] = d_sum / n_scales
+            views = self._warp_views(pred, frames, frame_ids, K, n_scales)
+            if use["p"]:
+                identity = self._identity_errors(frames, frame_ids, views.n_fwd) if use["mask"] else None
+                per_scale, mask = self._directional(views.pe, views.valid, views.weight, identity, views.n_fwd)
+                terms["photometric"] = per_scale.mean()
+                extras["automask"] = mask[0].detach()
+                extras["automask_fraction"] = mask[0].detach().mean()
+            if use["d"]:
+                terms["depth_consistency"] = self._depth_consistency_term(views)
             if use["f"]:
-                terms["feature"] = self._feature_term(pred.frame_out, *views0)
+                terms["feature"] = self._feature_term(pred, frame_ids, views)
         if use["s"]:
-            terms["smoothness"] = self._smoothness_term(outputs["disp"][:n_scales], frames[0])
-
+            disps = [d.float() for d in outputs["disp"][:n_scales]]
+            terms["smoothness"] = self._smoothness_term(disps, frames[frame_ids.index(0)])
         total = (
             cfg.photometric * terms["photometric"]
             + cfg.depth_consistency * terms["depth_consistency"]
@@ -219,7 +239,6 @@ class CrLoss(nn.Module):
             + cfg.smoothness * terms["smoothness"]
         )
         terms["total"] = total
-        extras["frame_outputs"] = pred.frame_out
         return CrOutput(total=total, terms={k: v.detach() for k, v in terms.items()}, outputs=outputs, extras=extras)
 
     # -- prediction -----------------------------------------------------------------------------------
@@ -228,10 +247,10 @@ class CrLoss(nn.Module):
         from the frames the networks see (``net_images``)."""
         ids = list(frames) if all_frames else [0]
         b = frames[0].shape[0]
-        flat = torch.cat([frames[fid] for fid in ids]) if all_frames else frames[0]
-        out = depth_net(flat)
-        frame_out = {fid: select_frame(out, i, b, len(ids) * b) for i, fid in enumerate(ids)}
-        pairs = {}
+        flat_frames = torch.cat([frames[fid] for fid in ids]) if all_frames else frames[0]
+        out = depth_net(flat_frames)
+        target_out = select_frame(out, ids.index(0), b, len(ids) * b) if all_frames else out
+        forward, inverse = {}, {}
         if poses:
             src_ids = [fid for fid in frames if fid != 0]
             stacked = [  # temporal order, as monodepth2
@@ -240,65 +259,127 @@ class CrLoss(nn.Module):
             if self.cfg.pose_input_scale != 1.0:
                 stacked = [F.interpolate(x, scale_factor=self.cfg.pose_input_scale, mode="area") for x in stacked]
             if self.cfg.batched_pose and len(stacked) > 1 and getattr(pose_net, "batches_pairs", False):
-                vectors = pose_net(torch.cat(stacked), pairs=len(stacked)).chunk(len(stacked))
+                vectors = pose_net(torch.cat(stacked), pairs=len(stacked))
             else:
-                vectors = [pose_net(x) for x in stacked]
-            pairs = {fid: pose_vec_to_mat(v, invert=fid < 0) for fid, v in zip(src_ids, vectors)}
-        return _Prediction(frame_out=frame_out, disp=out["disp"], poses=pairs)
+                vectors = torch.cat([pose_net(x) for x in stacked])
+            forward, inverse = self._pose_matrices(vectors.float(), src_ids)
+        return _Prediction(target_out, out, ids, poses=forward, inverse_poses=inverse)
 
-    def _depths(self, pred: _Prediction, scale: int, size: tuple[int, int]) -> dict[int, torch.Tensor]:
-        """Eq. 12 depth of every predicted frame at one scale, upsampled to (H, W) in one call for all frames."""
-        depth = disp_to_depth(upsample(pred.disp[scale], size))
-        b = depth.shape[0] // len(pred.frame_out)
-        return {fid: depth[i * b : (i + 1) * b] for i, fid in enumerate(pred.frame_out)}
+    @staticmethod
+    def _pose_matrices(vectors: torch.Tensor, src_ids: list[int]):
+        """T_target->source and its exact inverse per source, from the stacked pose vectors: one Rodrigues and
+        one inversion for all pairs (a pair seen as [source, target] is inverted, as monodepth2)."""
+        as_seen = pose_vec_to_mat(vectors)
+        inverted = invert_pose(as_seen)
+        seen, inv = as_seen.chunk(len(src_ids)), inverted.chunk(len(src_ids))
+        forward = {fid: inv[j] if fid < 0 else seen[j] for j, fid in enumerate(src_ids)}
+        inverse = {fid: seen[j] if fid < 0 else inv[j] for j, fid in enumerate(src_ids)}
+        return forward, inverse
 
     # -- warp directions ------------------------------------------------------------------------------
-    @staticmethod
-    def _image_moments(frames: dict[int, torch.Tensor]) -> dict[int, Moments]:
-        """SSIM statistics of every frame, computed once per step (every error is measured against a frame)."""
-        return {fid: moments(img) for fid, img in frames.items()}
-
-    def _identity_errors(self, frames, stats) -> dict[int, torch.Tensor]:
-        """pe(source, target) without warping, for the auto-mask."""
-        target = frames[0]
-        return {
-            fid: photometric_error(img, target, self.cfg.ssim_weight, stats.get(0))
-            for fid, img in frames.items()
-            if fid != 0
-        }
-
-    def _directions(self, pred, scale, frames, K, inv_K, stats) -> tuple[list[_View], list[_View]]:
-        """Forward views (target <- each source) and, if bidirectional, reverse views (source <- target)."""
-        depth = self._depths(pred, scale, tuple(frames[0].shape[-2:]))
-        target, srcs = frames[0], [(fid, img) for fid, img in frames.items() if fid != 0]
-        fwd = [
-            self._view(target, img, depth[0], depth.get(fid), pred.poses[fid], K, inv_K, stats.get(0))
-            for fid, img in srcs
-        ]
-        rev = []
+    def _view_layout(self, frame_ids: list[int]):
+        """(target frame, source frame, source id) of every view: forward views, then reverse ones."""
+        t = frame_ids.index(0)
+        srcs = [(frame_ids.index(fid), fid) for fid in frame_ids if fid != 0]
+        views = [(t, s, fid) for s, fid in srcs]
         if self.cfg.bidirectional:
-            rev = [
-                self._view(img, target, depth[fid], depth[0], invert_pose(pred.poses[fid]), K, inv_K, stats.get(fid))
-                for fid, img in srcs
-            ]
-        return fwd, rev
+            views += [(s, t, fid) for s, fid in srcs]
+        return views, len(srcs)
+
+    def _warp_views(self, pred: _Prediction, frames, frame_ids, K, n_scales: int) -> _Views:
+        """Warp every view of every scale in one go (decisions 2-4)."""
+        use = self._use
+        layout, n_fwd = self._view_layout(frame_ids)
+        tgt, src = [v[0] for v in layout], [v[1] for v in layout]
+        s_, v_, b = n_scales, len(layout), frames.shape[1]
+        height, width = frames.shape[-2:]
+        # eq. 12 depth of every predicted frame at every scale (S, F', B, 1, H, W), frame_ids order
+        disps = pred.frame_major["disp"][:n_scales]
+        depth = torch.stack([disp_to_depth(upsample(d.float(), (height, width))) for d in disps])
+        depth = depth.reshape(s_, -1, b, 1, height, width)
+        has_src_depth = depth.shape[1] == frames.shape[0]
+        pos = {fid: i for i, fid in enumerate(pred.predicted)}  # row of each frame in the depth stack
+        depth_t = gather_views(depth, [pos[frame_ids[i]] for i in tgt], dim=1)
+        T = torch.stack([pred.poses[fid] for _, _, fid in layout[:n_fwd]]
+                        + [pred.inverse_poses[fid] for _, _, fid in layout[n_fwd:]])  # (V,B,4,4)
+        T = flat(T.unsqueeze(0).expand(s_, -1, -1, -1, -1), 3)
+        K_all = K.unsqueeze(0).expand(s_ * v_, -1, -1, -1).reshape(-1, 3, 3)
+        points = backproject(flat(depth_t, 3), torch.linalg.inv_ex(K_all)[0])  # inv_ex: no sync on CUDA
+        grid, z = project(points, K_all, T)
+        sources = gather_views(frames, src, dim=0).unsqueeze(0).expand(s_, -1, -1, -1, -1, -1)
+        need_diff = has_src_depth and (use["d"] or use["w"])
+        if need_diff:  # the other view's depth rides along in the same grid_sample
+            sources = torch.cat([sources, gather_views(depth, [pos[frame_ids[i]] for i in src], dim=1)], dim=3)
+        sampled = sample(flat(sources, 3), grid).reshape(s_, v_, b, -1, height, width)
+        shape = (s_, v_, b, 1, height, width)
+        valid = valid_mask(grid, z).reshape(shape)
+        diff, weight = None, torch.ones_like(valid)
+        if need_diff:
+            diff = structure_difference(z.reshape(shape), sampled[:, :, :, 3:])
+            if use["w"]:
+                weight = 1.0 - diff.detach()
+        pe = None
+        if use["p"]:
+            targets = gather_views(frames, tgt, dim=0).unsqueeze(0).expand(s_, -1, -1, -1, -1, -1)
+            pe = photometric_error(flat(sampled[:, :, :, :3], 3), flat(targets, 3), self.cfg.ssim_weight)
+            pe = pe.reshape(shape)
+        return _Views(pe, valid, weight, diff, grid.reshape(s_, v_, b, height, width, 2), n_fwd)
+
+    def _identity_errors(self, frames, frame_ids, n_fwd: int) -> torch.Tensor:
+        """pe(source, target) without warping (1, V, B, 1, H, W), for the auto-mask: each reverse view uses its
+        source's identity error too (pe is symmetric)."""
+        t = frames[frame_ids.index(0)]
+        srcs = frames[[i for i, fid in enumerate(frame_ids) if fid != 0]]
+        ident = photometric_error(flat(srcs, 2), t.repeat(n_fwd, 1, 1, 1), self.cfg.ssim_weight)
+        ident = ident.reshape(n_fwd, *t.shape[:1], 1, *t.shape[-2:])
+        return (torch.cat([ident, ident]) if self.cfg.bidirectional else ident).unsqueeze(0)
 
     # -- loss terms -----------------------------------------------------------------------------------
-    def _photometric_term(self, fwd, rev, identity) -> tuple[torch.Tensor, torch.Tensor]:
-        """L_p at one scale (decision 3): forward min-reprojection, averaged with the reverse directions."""
-        ids = list(identity.values()) if identity is not None else None
-        loss, mask = self._reprojection([v.pe for v in fwd], fwd, ids)
-        if rev:
-            rev_losses = [
-                self._reprojection([v.pe], [v], [ids[j]] if ids is not None else None)[0] for j, v in enumerate(rev)
-            ]
-            loss = 0.5 * (loss + torch.stack(rev_losses).mean())
-        return loss, mask
+    def _directional(self, err, valid, weight, identity, n_fwd: int):
+        """Decision 3 on stacked views (N, V, B, 1, h, w): forward min-reprojection over the first ``n_fwd``
+        views, each reverse view on its own, then (forward + mean of reverse) / 2. Returns the loss per N and
+        the forward mask (N, B, 1, h, w)."""
+        n, v = err.shape[:2]
+        ident = identity.expand(n, *identity.shape[1:]) if identity is not None else None
+        fwd, mask = self._reprojection(err[:, :n_fwd], valid[:, :n_fwd], weight[:, :n_fwd],
+                                       ident[:, :n_fwd] if ident is not None else None)
+        if v == n_fwd:
+            return fwd, mask
+
+        def one_each(x):  # every reverse view its own min-reprojection over one candidate
+            return x[:, n_fwd:].reshape(-1, 1, *x.shape[2:])
+
+        rev, _ = self._reprojection(one_each(err), one_each(valid), one_each(weight),
+                                    one_each(ident) if ident is not None else None)
+        return 0.5 * (fwd + rev.reshape(n, v - n_fwd).mean(1)), mask
+
+    def _reprojection(self, err, valid, weight, ident):
+        """Per-pixel min over the candidates of dim 1 (or valid average), auto-mask, structure weight; mean over
+        pixels. ``err``, ``valid``, ``weight``: (N, C, B, 1, h, w); ``ident``: the identity errors alike, or None.
+        Returns (loss (N,), mask (N, B, 1, h, w): the pixels that contribute)."""
+        if not self.cfg.exclude_out_of_view:
+            # monodepth2: a sample that leaves the source keeps its border-padded error. Zeroing it would
+            # reward depths that push border pixels out of view (a degenerate minimum seen in training).
+            valid = torch.ones_like(valid)
+        if self.cfg.min_reprojection:
+            best, idx = torch.where(valid > 0, err, torch.full_like(err, _OUTSIDE)).min(dim=1, keepdim=True)
+            wbest, mask = weight.gather(1, idx), valid.gather(1, idx)
+        else:
+            count = valid.sum(dim=1, keepdim=True).clamp(min=1.0)
+            best = (err * valid).sum(dim=1, keepdim=True) / count
+            wbest = (weight * valid).sum(dim=1, keepdim=True) / count
+            mask = (valid.sum(dim=1, keepdim=True) > 0).to(err.dtype)
+        if ident is not None:
+            ident = ident.min(dim=1, keepdim=True)[0] if self.cfg.min_reprojection else ident.mean(1, keepdim=True)
+            ident = ident + torch.randn_like(ident) * 1e-5
+            mask = mask * (best < ident).to(err.dtype)
+        loss = (mask * wbest * best).flatten(1).mean(1)
+        return loss, mask.squeeze(1)
 
     @staticmethod
-    def _depth_consistency_term(fwd, rev) -> torch.Tensor:
-        """L_d at one scale (decision 4)."""
-        return torch.stack([masked_mean(v.diff, v.valid) for v in fwd + rev]).mean()
+    def _depth_consistency_term(views: _Views) -> torch.Tensor:
+        """L_d (decision 4): masked mean per view and scale, averaged over both."""
+        return masked_mean(views.diff, views.valid, start_dim=2).mean()
 
     @staticmethod
     def _smoothness_term(disps: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
@@ -311,78 +392,24 @@ class CrLoss(nn.Module):
             smooth = smooth + edge_aware_smoothness(disp, image) / (2**s)
         return smooth / len(disps)
 
-    # -- pieces ---------------------------------------------------------------------------------------
-    def _view(self, target, source, depth_target, depth_source, T, K, inv_K, target_moments=None) -> _View:
-        """Warp `source` into the `target` view; photometric error, validity and structure terms."""
-        cfg, use = self.cfg, self._use
-        wp = warp(source, depth_target, T, K, inv_K)
-        diff = None
-        weight = torch.ones_like(wp.valid)
-        if depth_source is not None and (use["d"] or use["w"]):
-            diff = structure_difference(wp.depth, sample(depth_source, wp.grid))
-            if use["w"]:
-                weight = 1.0 - diff.detach()
-        pe = photometric_error(wp.image, target, cfg.ssim_weight, target_moments) if use["p"] else None
-        return _View(pe=pe, valid=wp.valid, weight=weight, diff=diff, grid=wp.grid)
-
-    def _reprojection(self, errors, views, identities):
-        """Per-pixel min over sources (or valid average), auto-mask, structure weight; mean over pixels.
-
-        Returns (loss, mask) with mask (B,1,H,W) the pixels that contribute.
-        """
-        err = torch.cat(errors, dim=1)
-        valid = torch.cat([v.valid for v in views], dim=1)
-        if not self.cfg.exclude_out_of_view:
-            # monodepth2: a sample that leaves the source keeps its border-padded error. Zeroing it would
-            # reward depths that push border pixels out of view (a degenerate minimum seen in training).
-            valid = torch.ones_like(valid)
-        weight = torch.cat([v.weight for v in views], dim=1)
-        if self.cfg.min_reprojection:
-            best, idx = torch.where(valid > 0, err, torch.full_like(err, _OUTSIDE)).min(dim=1, keepdim=True)
-            wbest = weight.gather(1, idx)
-            mask = valid.gather(1, idx)
-        else:
-            count = valid.sum(dim=1, keepdim=True)
-            best = (err * valid).sum(dim=1, keepdim=True) / count.clamp(min=1.0)
-            wbest = (weight * valid).sum(dim=1, keepdim=True) / count.clamp(min=1.0)
-            mask = (count > 0).to(err.dtype)
-        if identities is not None:
-            ident = torch.cat(identities, dim=1)
-            ident = ident.min(dim=1, keepdim=True)[0] if self.cfg.min_reprojection else ident.mean(1, keepdim=True)
-            ident = ident + torch.randn_like(ident) * 1e-5
-            mask = mask * (best < ident).to(err.dtype)
-        return (mask * wbest * best).mean(), mask
-
-    def _feature_term(self, frame_out, fwd, rev) -> torch.Tensor:
-        """L_feat at scale 0: warped finest encoder (or decoder) features, weighted and masked like L_p (detached)."""
+    def _feature_term(self, pred: _Prediction, frame_ids, views: _Views) -> torch.Tensor:
+        """L_feat at scale 0 (decision 5): warped finest encoder (or decoder) features, weighted and masked like
+        L_p, detached; every view in one ``grid_sample``."""
         key = "enc" if self.cfg.feature_source == "encoder" else "dec"
-        feats = {fid: o[key][0].detach() for fid, o in frame_out.items()}
-        scale = feats[0].abs().mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)  # per-sample, target frame
-        feats = {fid: f / scale for fid, f in feats.items()}
-
-        def direction(tgt_fid, pairs):
-            f_t = feats[tgt_fid]
-            fh, fw = f_t.shape[-2:]
-            errors, small, idents = [], [], []
-            for src_fid, view in pairs:
-                grid = resize_grid(view.grid, fh, fw)
-                warped = sample(feats[src_fid], grid)
-                errors.append((warped - f_t).abs().mean(dim=1, keepdim=True))
-                idents.append((feats[src_fid] - f_t).abs().mean(dim=1, keepdim=True))
-                small.append(
-                    _View(
-                        pe=None,
-                        valid=F.interpolate(view.valid, size=(fh, fw), mode="nearest"),
-                        weight=F.interpolate(view.weight, size=(fh, fw), mode="bilinear", align_corners=False),
-                        diff=None,
-                        grid=grid,
-                    )
-                )
-            return self._reprojection(errors, small, idents if self._use["mask"] else None)[0]
-
-        src_ids = [fid for fid in frame_out if fid != 0]
-        loss = direction(0, [(fid, v) for fid, v in zip(src_ids, fwd)])
-        if rev:
-            back = torch.stack([direction(fid, [(0, v)]) for fid, v in zip(src_ids, rev)]).mean()
-            loss = 0.5 * (loss + back)
-        return loss
+        finest = pred.frame_major[key][0].detach().float()
+        feats = finest.reshape(len(pred.predicted), -1, *finest.shape[1:])  # (F,B,C,h,w), predicted order
+        feats = gather_views(feats, [pred.predicted.index(fid) for fid in frame_ids], dim=0)  # frame_ids order
+        scale = feats[frame_ids.index(0)].abs().mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
+        feats = feats / scale  # per-sample mean |f| of the target frame
+        layout, _ = self._view_layout(frame_ids)
+        v_, b, (fh, fw) = len(layout), feats.shape[1], feats.shape[-2:]
+        grid = resize_grid(flat(views.grid[0], 2), fh, fw)
+        f_src = flat(gather_views(feats, [s for _, s, _ in layout], dim=0), 2)
+        f_tgt = flat(gather_views(feats, [t for t, _, _ in layout], dim=0), 2)
+        small = (1, v_, b, 1, fh, fw)
+        err = (sample(f_src, grid) - f_tgt).abs().mean(dim=1, keepdim=True).reshape(small)
+        ident = (f_src - f_tgt).abs().mean(dim=1, keepdim=True).reshape(small) if self._use["mask"] else None
+        valid = F.interpolate(flat(views.valid[0], 2), size=(fh, fw), mode="nearest").reshape(small)
+        weight = F.interpolate(flat(views.weight[0], 2), size=(fh, fw), mode="bilinear", align_corners=False)
+        loss, _ = self._directional(err, valid, weight.reshape(small), ident, views.n_fwd)
+        return loss[0]

@@ -25,7 +25,7 @@ from fadepth.losses.pyramid import PyramidLoss, run_cr_loss
 @dataclass
 class ObjectiveOutput:
     loss: Tensor | None  # live when backward_done is False; a detached value otherwise
-    terms: dict[str, float] = field(default_factory=dict)
+    terms: dict[str, Tensor] = field(default_factory=dict)  # detached 0-dim tensors on the device
     outputs: dict = field(default_factory=dict)  # the depth net's dict for the (cr) target frame
     backward_done: bool = False
 
@@ -62,15 +62,15 @@ class Objective(nn.Module):
         if self.pyramid is not None:
             out = self.pyramid(depth_net, pose_net, images, K, self.frame_ids, cr_extra=apx_term,
                                net_images=net_images)
-            terms = dict(out.terms, loss=float(out.total.detach()))
+            terms = dict(out.terms, loss=out.total.detach())
             return ObjectiveOutput(out.total, terms, out.outputs, out.backward_done)
         cr = run_cr_loss(self.cr_loss, depth_net, pose_net, images, K, self.frame_ids, net_images)
-        loss, terms = cr.total, {f"cr/{k}": float(v) for k, v in cr.terms.items()}
+        loss, terms = cr.total, {f"cr/{k}": v for k, v in cr.terms.items()}
         if apx_term is not None:
             extra, apx_terms = apx_term(cr.outputs)
             loss = loss + extra
             terms.update(apx_terms)
-        terms["loss"] = float(loss.detach())
+        terms["loss"] = loss.detach()
         return ObjectiveOutput(loss, terms, cr.outputs, False)
 
     def _apx_term(self, images: Tensor, ids):

@@ -9,9 +9,10 @@
 * ``edge_aware_smoothness``: mean over pixels of |dx d*| exp(-|dx I|) + |dy d*| exp(-|dy I|) on the
   mean-normalised disparity d* = d / mean(d) (image gradients averaged over channels).
 
-Speed (same values as five separate 3x3 average pools): the local means of [a, a^2, a b] are one
-depthwise 3x3 convolution over the stacked maps, and the statistics of the image every error is measured
-against (mean and mean of squares, :class:`Moments`) can be computed once and passed to every call.
+Speed (same values as five separate 3x3 average pools): the local means of [a, b, a^2, b^2, a b] are one
+depthwise 3x3 convolution over the stacked maps, so L_cr computes every SSIM of a step (all scales, sources
+and directions stacked on the batch axis) in one filter, in fp32 whatever the autocast dtype. The statistics
+of one image (:class:`Moments`) can also be computed once and passed to many calls.
 """
 from __future__ import annotations
 
@@ -39,9 +40,9 @@ def box3x3(x: torch.Tensor) -> torch.Tensor:
     variances cancel, so its rounding showed as 1e-5 relative on smooth images); about 3x faster than
     avg_pool2d forward + backward on CPU.
     """
-    weight = x.new_ones((x.shape[1], 1, 3, 3))
+    weight = torch.ones((x.shape[1], 1, 3, 3), device=x.device, dtype=torch.float32)
     with torch.autocast(x.device.type, enabled=False):  # SSIM's variances cancel: never in bf16 / fp16
-        return F.conv2d(x.float(), weight.float(), groups=x.shape[1]) / 9.0
+        return F.conv2d(x.float(), weight, groups=x.shape[1]) / 9.0
 
 
 def moments(x: torch.Tensor) -> Moments:
@@ -53,14 +54,18 @@ def moments(x: torch.Tensor) -> Moments:
 def ssim(a: torch.Tensor, b: torch.Tensor, b_moments: Moments | None = None) -> torch.Tensor:
     """Per-pixel SSIM similarity S (B,C,H,W), unclamped (in [-1, 1] up to C1, C2); 1 for identical images.
 
-    ``b_moments`` (``moments(b)``) skips recomputing b's statistics.
+    Without ``b_moments`` every local mean (a, b, a^2, b^2, ab) comes from ONE box filter over the stacked
+    maps (the fewest kernels for a batch of pairs); ``b_moments`` (``moments(b)``) reuses b's statistics.
     """
-    mb = b_moments if b_moments is not None else moments(b)
     pa = F.pad(a, (1, 1, 1, 1), mode="reflect")
-    mu_a, mean_aa, mean_ab = box3x3(torch.cat([pa, pa * pa, pa * mb.padded], dim=1)).chunk(3, dim=1)
-    mu_b = mb.mean
+    if b_moments is None:
+        pb = F.pad(b, (1, 1, 1, 1), mode="reflect")
+        mu_a, mu_b, mean_aa, mean_bb, mean_ab = box3x3(torch.cat([pa, pb, pa * pa, pb * pb, pa * pb], 1)).chunk(5, 1)
+    else:
+        mu_a, mean_aa, mean_ab = box3x3(torch.cat([pa, pa * pa, pa * b_moments.padded], dim=1)).chunk(3, dim=1)
+        mu_b, mean_bb = b_moments.mean, b_moments.mean_sq
     var_a = mean_aa - mu_a * mu_a
-    var_b = mb.mean_sq - mu_b * mu_b
+    var_b = mean_bb - mu_b * mu_b
     cov = mean_ab - mu_a * mu_b
     num = (2 * mu_a * mu_b + C1) * (2 * cov + C2)
     den = (mu_a * mu_a + mu_b * mu_b + C1) * (var_a + var_b + C2)

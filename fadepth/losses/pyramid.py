@@ -82,7 +82,7 @@ class LevelView(NamedTuple):
 @dataclass
 class PyramidOutput:
     total: Tensor  # live summed loss (sum mode) or its detached value (per_level mode)
-    terms: dict[str, float]
+    terms: dict[str, Tensor]  # detached 0-dim tensors on the device
     outputs: dict  # the cr level's depth-net outputs (detached in per_level mode)
     backward_done: bool = False
     level_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -308,8 +308,8 @@ class PyramidLoss(nn.Module):
             if weight:
                 value = phi_mean(consistency_maps(cr_ref, key), consistency_maps(mapped, key), kind)
                 loss = loss + weight * value
-                terms[f"{name}/{label}"] = float(value.detach())
-        terms[f"{name}/loss"] = float(loss.detach())
+                terms[f"{name}/{label}"] = value.detach()
+        terms[f"{name}/loss"] = loss.detach()
         return loss, terms
 
     # --------------------------------------------------------------------------------- modes
@@ -320,7 +320,7 @@ class PyramidLoss(nn.Module):
             loss, level_terms = self._level(name, depth_net, pose_net, images, K, frame_ids, cr_ref, net_images)
             total = total + loss
             terms.update(level_terms)
-        terms["py/total"] = float(total.detach())
+        terms["py/total"] = total.detach()
         return PyramidOutput(total, terms, cr_out, False, self.level_sizes(tuple(images.shape[-2:])))
 
     def _forward_per_level(self, depth_net, pose_net, images, K, frame_ids, cr_extra, net_images) -> PyramidOutput:
@@ -340,7 +340,7 @@ class PyramidLoss(nn.Module):
             del loss
         if exact:
             _backprop_into(cr_out, cr_ref)
-        terms["py/total"] = float(total)
+        terms["py/total"] = total
         outputs = detach_outputs(cr_ref)
         return PyramidOutput(total, terms, outputs, True, self.level_sizes(tuple(images.shape[-2:])))
 
@@ -365,5 +365,5 @@ def _map_flip_back(outputs: dict, cr_ref: dict) -> dict:
     return map_outputs(map_outputs(outputs, _flip), _resize_to, like=cr_ref)
 
 
-def _prefixed(prefix: str, terms: dict) -> dict[str, float]:
-    return {f"{prefix}/{k}": float(v) for k, v in terms.items()}
+def _prefixed(prefix: str, terms: dict) -> dict[str, Tensor]:
+    return {f"{prefix}/{k}": v for k, v in terms.items()}

@@ -12,18 +12,22 @@ from torch import nn
 DROP_KINDS = ("dsr", "sd")
 
 
-def sample_keep_mask(batch: int, rate: float, like: torch.Tensor) -> torch.Tensor:
-    """Per-sample Bernoulli(1 - rate) mask of shape (B,1,1,1), survivors rescaled by 1/(1-rate) (eq. 4)."""
-    keep = 1.0 - rate
+def sample_keep_mask(batch: int, keep: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    """Per-sample Bernoulli(keep) mask of shape (B,1,1,1), survivors rescaled by 1/keep (eq. 4).
+
+    ``keep`` may be a 0-dim tensor on ``like``'s device: then the draw needs no host value (no sync, one graph
+    for every rate under torch.compile / CUDA graphs). keep = 0 gives zeros."""
     mask = torch.empty((batch, 1, 1, 1), dtype=like.dtype, device=like.device).bernoulli_(keep)
-    return mask / keep
+    return mask / (keep.clamp(min=1e-12) if torch.is_tensor(keep) else max(keep, 1e-12))
 
 
 class DropFunction(nn.Module):
-    """F_d of eq. 4: drop whole samples of a branch in training, identity in eval or when `rate == 0`.
+    """F_d of eq. 4: drop whole samples of a branch in training, identity in eval.
 
     `kind` ("dsr" for the DSR branches of eq. 3, "sd" for the channel branch of eq. 2) tells
-    `fadepth.schedules.apply_drop_rates` which maximum rate (pb_dsr / pb_sd) to schedule into `rate`.
+    `fadepth.schedules.apply_drop_rates` which maximum rate (pb_dsr / pb_sd) to schedule into `rate`. The rate
+    lives on the device (buffer ``keep_prob`` = 1 - rate, set in place), so a scheduled rate changes no graph and
+    the training forward never reads it on the host; at rate 0 the mask is exactly 1.
     """
 
     def __init__(self, kind: str, rate: float = 0.0):
@@ -31,17 +35,25 @@ class DropFunction(nn.Module):
         if kind not in DROP_KINDS:
             raise ValueError(f"DropFunction kind must be one of {DROP_KINDS}, got {kind!r}")
         self.kind = kind
-        self.rate = float(rate)
+        self.register_buffer("keep_prob", torch.tensor(1.0 - float(rate)), persistent=False)
+
+    @property
+    def rate(self) -> float:
+        """The current drop rate (reads the device value: for tests and logs, not for the training step)."""
+        return 1.0 - float(self.keep_prob)
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        with torch.no_grad():
+            self.keep_prob.fill_(1.0 - float(value))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.rate <= 0.0:
+        if not self.training:
             return x
-        if self.rate >= 1.0:
-            return torch.zeros_like(x)
-        return x * sample_keep_mask(x.shape[0], self.rate, x)
+        return x * sample_keep_mask(x.shape[0], self.keep_prob.to(x.dtype), x)
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, rate={self.rate:.3f}"
+        return f"kind={self.kind!r}"
 
 
 def conv2d(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, dilation: int = 1,

@@ -326,7 +326,7 @@ class StopCheck:
         where = f" at iteration {cls.stopped_at}" if cls.stopped_at is not None else ""
         return f"{'preempted' if cls.preempted() else 'interrupted'} ({name}){where}"
 
-    def on_step(self, iteration: int, scalars: dict) -> None:  # noqa: ARG002
+    def on_iteration(self, iteration: int) -> None:
         if StopCheck.requested:
             from fadepth.train import StopRequested  # a KeyboardInterrupt the trainer checkpoints first
 
