@@ -40,6 +40,7 @@ from fadepth.checkpoint import (
     save_weights,
 )
 from fadepth.config import ConfigError, ExperimentConfig, dump_config
+from fadepth.etm_training import apply_etm_drop_rates, parameter_groups
 from fadepth.models import build_pose_model, initial_depth_model
 from fadepth.schedules import apply_drop_rates
 from fadepth.utils import resolve_device, seed_everything, to_channels_last
@@ -235,8 +236,7 @@ class Trainer:
         if cfg.train.compile:
             self.depth_forward, self.pose_forward = compile_module(self.depth_net), compile_module(self.pose_net)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
-        params = [p for m in (self.depth_net, self.pose_net, self.objective) for p in m.parameters()]
-        params = [p for p in params if p.requires_grad]
+        params = parameter_groups((self.depth_net, self.pose_net, self.objective), cfg.optim)  # decisions row 39
         self.optimizer = torch.optim.AdamW(
             params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
             foreach=True,  # CPU defaults to a per-tensor loop, several times slower for many small tensors
@@ -300,6 +300,7 @@ class Trainer:
         cfg = self.cfg
         seed_everything(step_seed(cfg.train.seed, self.iteration))
         apply_drop_rates(self.depth_net, self.iteration, cfg.train.iterations, cfg.model)
+        apply_etm_drop_rates(self.depth_net, self.iteration, cfg.train.iterations, cfg.model)  # decisions row 35
         self.objective.set_progress(self.iteration, cfg.train.iterations)
         self.depth_net.train()
         self.pose_net.train()
