@@ -42,6 +42,11 @@ class ETMConfig(_Strict):
     dropconv_rescale: bool = False
     init: Literal["random", "largest"] = "random"  # 'largest' = ETM# (copy the K x K kernel into every shape)
     variance: Literal["output", "input"] = "output"  # reading (A) / (B) of var(x_t) in eq. 15
+    # ETM also on the disparity heads (every odd KxK conv, eq. 11's heads included; decisions row 36)
+    heads: bool = True
+    # pb_t over training: constant (the printed pb_t) or eq. 5's schedule with peak pb_t, like pb_dsr / pb_sd
+    # (model.drop_fraction sets its M; decisions row 35)
+    pb_schedule: Literal["constant", "cosine", "printed"] = "constant"
 
 
 class ModelConfig(_Strict):
@@ -169,6 +174,9 @@ class PyramidConfig(_Strict):
     color: PyramidLevelConfig = PyramidLevelConfig(alpha=1.0, beta=0.1, gamma=0.1, phi="l1")
     mode: Literal["sum", "per_level"] = "sum"  # per_level = gradient accumulation (Table X hatted schemes)
     use_cr: bool = False  # rescale every level's outputs to cr before the loss (Table VIII a4/a6)
+    # lr / hr without `size`: scale x cr snapped to the coarsest 32/16/8/... grid within this fraction of the exact
+    # scale in both axes (128x416 -> 96x320, the paper's); 0 = the exact scale on the net's grid (decisions row 33)
+    snap_tolerance: float = Field(0.05, ge=0.0, lt=0.5)
     # phi of eq. 22: symmetric KL (minimal at b = a); "sym_ce" = the printed cross-entropy (= sym_kl + entropy)
     phi_kind: Literal["sym_kl", "sym_ce"] = "sym_kl"
 
@@ -202,6 +210,8 @@ class LossConfig(_Strict):
 class OptimConfig(_Strict):
     lr: float = Field(1e-4, gt=0.0)
     weight_decay: float = Field(1e-2, ge=0.0)
+    # AdamW weight decay of ETM's p_t (the per-branch scales of eq. 15b); null = weight_decay (decisions row 39)
+    weight_decay_etm: float | None = Field(None, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.999)
     scheduler: Literal["none", "step", "cosine"] = "step"
     step_fraction: float = Field(0.75, gt=0.0, le=1.0)  # step scheduler: decay at this fraction

@@ -45,6 +45,7 @@ from fadepth.checkpoint import (
     save_weights,
 )
 from fadepth.config import ConfigError, ExperimentConfig, dump_config
+from fadepth.etm_training import apply_etm_drop_rates, parameter_groups
 from fadepth.models import build_pose_model, initial_depth_model
 from fadepth.schedules import apply_drop_rates
 from fadepth.step_runtime import CapturedStep, NonFiniteWatch, read_scalars
@@ -189,6 +190,9 @@ def check_cuda_graphs(cfg: ExperimentConfig, device: torch.device) -> None:
     if cfg.train.precision == "fp16":
         raise ConfigError("train.cuda_graphs=true does not combine with train.precision=fp16 (its GradScaler "
                           "reads the host every step); use bf16")
+    if cfg.model.etm.enabled and cfg.model.etm.pb_schedule != "constant":
+        raise ConfigError("train.cuda_graphs=true does not combine with model.etm.pb_schedule="
+                          f"{cfg.model.etm.pb_schedule} (a captured step keeps the host's pb_t); use constant")
     if cfg.loss.apx.enabled and cfg.loss.apx.cache_dir:
         raise ConfigError("train.cuda_graphs=true does not combine with loss.apx.cache_dir (the teacher cache "
                           "reads files inside the step); set loss.apx.cache_dir=null")
@@ -205,7 +209,7 @@ def compile_module(fn):
     return torch.compile(fn)
 
 
-def make_optimizer(params: list[torch.nn.Parameter], cfg: ExperimentConfig, device: torch.device):
+def make_optimizer(params: list, cfg: ExperimentConfig, device: torch.device):
     """AdamW, fused (one kernel set for all parameters, no per-parameter host reads on CPU or CUDA); captured
     steps take the learning rate as a device tensor."""
     lr = torch.tensor(cfg.optim.lr, device=device) if cfg.train.cuda_graphs else cfg.optim.lr
@@ -263,8 +267,8 @@ class Trainer:
         # forward + objective in one callable: one compiled graph when train.compile (states stay the originals')
         self.loss_fn = compile_module(self.forward_loss) if cfg.train.compile else self.forward_loss
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
-        params = [p for m in (self.depth_net, self.pose_net, self.objective) for p in m.parameters()]
-        self.optimizer = make_optimizer([p for p in params if p.requires_grad], cfg, self.device)
+        params = parameter_groups((self.depth_net, self.pose_net, self.objective), cfg.optim)  # decisions row 39
+        self.optimizer = make_optimizer(params, cfg, self.device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.nonfinite = NonFiniteWatch(self.device)
         self.captured = CapturedStep(self.step_body, self.device) if cfg.train.cuda_graphs else None
@@ -351,6 +355,7 @@ class Trainer:
         cfg = self.cfg
         seed_everything(step_seed(cfg.train.seed, self.iteration))
         apply_drop_rates(self.depth_net, self.iteration, cfg.train.iterations, cfg.model)
+        apply_etm_drop_rates(self.depth_net, self.iteration, cfg.train.iterations, cfg.model)  # decisions row 35
         self.objective.set_progress(self.iteration, cfg.train.iterations)
         self.depth_net.train()
         self.pose_net.train()

@@ -164,3 +164,54 @@ def test_initial_depth_model_builds_etm_sharp_from_a_plain_checkpoint(tmp_path):
     etm_path = save_checkpoint(tmp_path / "etm.pt", {"model": net.state_dict(), "config": etm_cfg})
     again = initial_depth_model(cfg.model_copy(update={"init_checkpoint": str(etm_path)}))
     torch.testing.assert_close(again.encoder.stem.conv.weights[0], stem.weights[0])
+
+
+# ------------------------------------------------------------------ switches (decisions rows 35, 36, 39)
+@pytest.mark.parametrize("name,heads", [("smalldepth", "decoder.heads"), ("rn18", "decoder.dispconvs")])
+def test_etm_heads_switch_keeps_disparity_heads_plain(name, heads):
+    def etm_names(model):
+        return {n for n, m in model.named_modules() if isinstance(m, ETMConv2d)}
+
+    with_heads, without = etm_names(create(name, etm=True)), etm_names(create(name, etm={"heads": False}))
+    assert any(n.startswith(heads + ".") for n in with_heads)  # default: ETM on the heads too (as before)
+    assert not any(n.startswith(heads + ".") for n in without)
+    assert without == {n for n in with_heads if not n.startswith(heads + ".")}
+
+
+def test_etm_pb_schedule_follows_eq5():
+    from fadepth.config import ModelConfig
+    from fadepth.etm_training import apply_etm_drop_rates
+    net = create("smalldepth", etm=True)
+    convs = [m for m in net.modules() if isinstance(m, ETMConv2d)]
+    constant = ModelConfig(etm={"enabled": True, "pb_t": 0.2})
+    assert apply_etm_drop_rates(net, 0, 100, constant) == 0.2 and all(m.pb_t == 0.2 for m in convs)
+    cosine = ModelConfig(etm={"enabled": True, "pb_t": 0.2, "pb_schedule": "cosine"})
+    assert apply_etm_drop_rates(net, 0, 100, cosine) == 0.0 and all(m.pb_t == 0.0 for m in convs)
+    assert apply_etm_drop_rates(net, 50, 100, cosine) == pytest.approx(0.2)  # the peak at M = N / 2
+    assert apply_etm_drop_rates(net, 0, 100, ModelConfig()) is None  # no ETM
+
+
+def test_weight_decay_etm_groups_p_t():
+    from fadepth.config import OptimConfig
+    from fadepth.etm_training import parameter_groups
+    net = create("smalldepth", etm=True)
+    (group,) = parameter_groups([net], OptimConfig())  # default: one group, every parameter (as before)
+    assert group["weight_decay"] == 1e-2 and len(group["params"]) == len(list(net.parameters()))
+    plain, etm = parameter_groups([net], OptimConfig(weight_decay_etm=0.0))
+    scales = {id(m.scale) for m in net.modules() if isinstance(m, ETMConv2d)}
+    assert {id(p) for p in etm["params"]} == scales and etm["weight_decay"] == 0.0
+    assert plain["weight_decay"] == 1e-2 and not scales & {id(p) for p in plain["params"]}
+
+
+def test_training_runs_with_the_etm_switches(tmp_path):
+    from fadepth.config import load_config
+    from fadepth.train import Trainer, train
+
+    # 64x208: at 32x96 ETM's output variance (reading A) of the 1x3 H/32 maps gives NaN (as before this switch)
+    cfg = load_config(overrides=[
+        "data.height=64", "data.width=208", "train.batch_size=2", "train.progress=false", "train.iterations=2",
+        "data.synthetic.train_sequences=1", "data.synthetic.test_sequences=1", "data.synthetic.frames_per_sequence=6",
+        "eval.max_images=2", f"train.out_dir={tmp_path}", "model.etm.enabled=true", "model.etm.heads=false",
+        "model.etm.pb_schedule=cosine", "optim.weight_decay_etm=0.0"])
+    assert [g["weight_decay"] for g in Trainer(cfg).optimizer.param_groups] == [1e-2, 0.0]
+    assert torch.isfinite(torch.tensor(train(cfg).metrics["abs_rel"]))

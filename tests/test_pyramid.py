@@ -206,12 +206,49 @@ def test_phi_reduction_sums_over_softmax_axis_and_averages_the_rest():
 
 
 # ------------------------------------------------------------------------------- levels
-def test_level_sizes_are_multiples_of_32():
+def test_level_sizes_snap_to_the_papers_grid_at_kitti():
+    """128x416 -> the prose's I_lr 96x320 and I_hr 160x512 (0.75x / 1.25x on the 32-pixel grid)."""
     cfg = PyramidConfig()
     assert level_size(cfg.lr, (128, 416)) == (96, 320)
     assert level_size(cfg.hr, (128, 416)) == (160, 512)
+    assert level_size(cfg.lr, (192, 640)) == (144, 480) and level_size(cfg.hr, (192, 640)) == (240, 800)
     assert level_size(PyramidLevelConfig(size=(64, 200)), (128, 416)) == (64, 200)
     assert round_to_multiple(16) == 32 and round_to_multiple(48) == 64 and round_to_multiple(47) == 32
+
+
+@pytest.mark.parametrize("name,scale", [("lr", 0.75), ("hr", 1.25)])
+def test_synthetic_levels_are_the_scale_in_both_axes(name, scale):
+    """64x208 (the synthetic profile): within 10 % of 0.75x / 1.25x in both axes, for every student net."""
+    level = getattr(PyramidConfig(), name)
+    for multiple in (1, 2):  # SmallDepth, RN18 / MobileNetV3 (their size_multiple)
+        h, w = level_size(level, (64, 208), multiple)
+        assert abs(h / (64 * scale) - 1) <= 0.10 and abs(w / (208 * scale) - 1) <= 0.10, (h, w)
+        assert h % multiple == 0 and w % multiple == 0
+    assert level_size(level, (64, 208)) == {"lr": (48, 160), "hr": (80, 256)}[name]
+    assert level_size(level, (64, 208), tolerance=0.0) == {"lr": (48, 156), "hr": (80, 260)}[name]
+    assert level_size(level, (64, 208), 32) == {"lr": (64, 160), "hr": (96, 256)}[name]  # HQDecv2's grid
+
+
+def test_synthetic_level_view_scales_intrinsics_per_axis():
+    """A level that is not a multiple of 32 (48x160 from 64x208) scales fx, cx by 160/208 and fy, cy by 48/64."""
+    images, K = torch.rand(1, 3, 3, 64, 208), torch.tensor([[[120.0, 0, 103.5], [0, 123.0, 31.5], [0, 0, 1]]])
+    cfg = PyramidConfig(enabled=True, lr=PyramidLevelConfig(enabled=True, scale=0.75))
+    view = PyramidLoss(cfg, ToyCrLoss()).level_view("lr", TinyDepth(), images, K)
+    assert view.images.shape[-2:] == (48, 160)
+    sx, sy = 160 / 208, 48 / 64
+    expected = torch.tensor([[[120.0 * sx, 0, (103.5 + 0.5) * sx - 0.5], [0, 123.0 * sy, (31.5 + 0.5) * sy - 0.5],
+                              [0, 0, 1]]])
+    torch.testing.assert_close(view.K, expected)
+    assert (view.K[0, 0, 2], view.K[0, 1, 2]) == pytest.approx(((160 - 1) / 2, (48 - 1) / 2))  # still the centre
+
+
+def test_level_size_follows_the_nets_grid():
+    from fadepth.models import create
+
+    cfg = PyramidConfig(enabled=True, lr=PyramidLevelConfig(enabled=True, scale=0.75))
+    loss = PyramidLoss(cfg, ToyCrLoss())
+    assert loss.level_size("lr", (64, 208), create("smalldepth")) == (48, 160)
+    assert create("rn18").size_multiple == 2 and create("mobilenetv3").size_multiple == 2
 
 
 def test_level_views_scale_and_flip_intrinsics():

@@ -291,3 +291,15 @@ def test_apx_teachers_run_at_sizes_they_accept(spec):
                 h = cfg.loss.apx.teacher_height or cfg.data.height
                 w = cfg.loss.apx.teacher_width or cfg.data.width
                 assert h % 32 == 0 and w % 32 == 0, (scheme, profile, h, w)
+
+
+def test_profile_scheme_overrides_apply_last_and_are_validated(tmp_path):
+    text = GOOD.replace("  paper: {}", "  paper: {}\n  wide:\n    overrides: {data.width: 96}\n"
+                                       "    scheme_overrides: {b: {data.width: 128}}")
+    spec = load_spec(write(tmp_path, text))
+    assert (spec.resolve("a", 0, "wide").data.width, spec.resolve("b", 0, "wide").data.width) == (96, 128)
+    assert "data.width" in spec.dry_run_keys(["a", "b"], "wide")
+    with pytest.raises(SpecError, match="scheme_overrides: 'zz' is not a scheme"):
+        load_spec(write(tmp_path, text.replace("{b: {data.width", "{zz: {data.width")))
+    with pytest.raises(SpecError, match="unknown key 'data.widht'"):
+        load_spec(write(tmp_path, text.replace("{b: {data.width", "{b: {data.widht")))

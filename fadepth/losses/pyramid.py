@@ -4,8 +4,11 @@
 
 k in {lr, hr, flip, color}.  Every level runs the full L_cr recipe (eq. 21, ``CrLoss``) on its own inputs:
 
-* lr / hr: all frames resized to ``size`` (or ``scale`` x cr, rounded to a multiple of 32), K by
-  ``fadepth.geometry.resize_intrinsics`` (the pixel-centre rule of the align_corners=False resize);
+* lr / hr: all frames resized to ``size``, or ``scale`` x cr in both axes (``level_size``: snapped to the
+  coarsest of the 32 / 16 / 8 / ... pixel grids that stays within ``snap_tolerance`` of the exact scale in both
+  axes, as the paper's 96x320 / 160x512 are 0.75x / 1.25x of 128x416 on the 32 grid; never finer than the depth
+  net's ``size_multiple``, the one grid an architecture needs: decisions row 33), K by
+  ``fadepth.geometry.resize_intrinsics`` (per axis: the pixel-centre rule of the align_corners=False resize);
 * flip: all frames mirrored, K mirrored (cx -> W-1-cx); CrLoss re-predicts the poses from the mirrored frames;
 * color: one ColorJitter draw per snippet of the *clean* frames, shared by its frames; L_color's photometric
   error sees the jittered images (the one place where the loss compares jittered images).
@@ -137,16 +140,35 @@ def consistency_maps(outputs: dict, key: str) -> list[Tensor]:
 
 
 # ------------------------------------------------------------------------------- level geometry
+SNAP_GRIDS = (32, 16, 8, 4, 2, 1)  # pixel grids a level may snap to, coarsest first (32: five stride-2 stages)
+SNAP_TOLERANCE = 0.05  # PyramidConfig.snap_tolerance's default
+
+
 def round_to_multiple(value: float, multiple: int = 32) -> int:
     """Nearest multiple (half rounds up, never below one multiple)."""
     return max(multiple, int(math.floor(value / multiple + 0.5)) * multiple)
 
 
-def level_size(level: PyramidLevelConfig, cr_size: tuple[int, int]) -> tuple[int, int]:
-    """(H, W) of an lr/hr level: ``size`` if given, else ``scale`` x cr rounded to multiples of 32."""
+def size_multiple(net: nn.Module | None) -> int:
+    """The grid an architecture needs its input sides on (its ``size_multiple``: SmallDepth 1, RN18 /
+    MobileNetV3 2, HQDecv2 32); 1 for nets that do not say."""
+    return int(getattr(net, "size_multiple", 1) or 1)
+
+
+def level_size(level: PyramidLevelConfig, cr_size: tuple[int, int], multiple: int = 1,
+               tolerance: float = SNAP_TOLERANCE) -> tuple[int, int]:
+    """(H, W) of I_lr / I_hr (eq. 20): ``size`` if given, else ``scale`` x cr in both axes, snapped to the coarsest
+    grid of ``SNAP_GRIDS`` (not finer than ``multiple``) that keeps both sides within ``tolerance`` of the exact
+    scale: 128x416 -> 96x320 / 160x512 (the paper's, grid 32), 64x208 -> 48x160 / 80x256 (grid 16),
+    192x640 -> 144x480 / 240x800.  ``tolerance=0``: the exact scale, rounded only to ``multiple``."""
     if level.size is not None:
         return int(level.size[0]), int(level.size[1])
-    return round_to_multiple(cr_size[0] * level.scale), round_to_multiple(cr_size[1] * level.scale)
+    exact = (cr_size[0] * level.scale, cr_size[1] * level.scale)
+    for grid in (g for g in SNAP_GRIDS if g >= multiple and g % multiple == 0):
+        size = (round_to_multiple(exact[0], grid), round_to_multiple(exact[1], grid))
+        if all(abs(side - want) <= tolerance * want + 1e-9 for side, want in zip(size, exact)):
+            return size
+    return round_to_multiple(exact[0], multiple), round_to_multiple(exact[1], multiple)
 
 
 def resize_snippet(images: Tensor, size: tuple[int, int]) -> Tensor:
@@ -262,7 +284,7 @@ class PyramidLoss(nn.Module):
         level's maps back to cr, and the network input (None = the loss images)."""
         cr_size = tuple(images.shape[-2:])
         if name in ("lr", "hr"):
-            size = level_size(getattr(self.cfg, name), cr_size)
+            size = self.level_size(name, cr_size, depth_net)
             if self.cfg.use_cr:  # Table VIII a4/a6: only the network input changes
                 return LevelView(ResizedInputNet(depth_net, size), images, K, _map_resize, net_images)
             resized = None if net_images is None else resize_snippet(net_images, size)
@@ -276,10 +298,14 @@ class PyramidLoss(nn.Module):
             return LevelView(depth_net, jitter_snippets(images, self.color_jitter), K, _map_resize, None)
         raise ValueError(f"unknown pyramid level {name!r}")
 
-    def level_sizes(self, cr_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    def level_size(self, name: str, cr_size: tuple[int, int], depth_net: nn.Module | None = None) -> tuple[int, int]:
+        """(H, W) the lr / hr level ``name`` resizes to, on a grid ``depth_net`` accepts."""
+        return level_size(getattr(self.cfg, name), cr_size, size_multiple(depth_net), self.cfg.snap_tolerance)
+
+    def level_sizes(self, cr_size: tuple[int, int], depth_net: nn.Module | None = None) -> dict[str, tuple[int, int]]:
         sizes = {"cr": cr_size, "flip": cr_size, "color": cr_size}
         for name in ("lr", "hr"):
-            sizes[name] = cr_size if self.cfg.use_cr else level_size(getattr(self.cfg, name), cr_size)
+            sizes[name] = cr_size if self.cfg.use_cr else self.level_size(name, cr_size, depth_net)
         return {k: tuple(v) for k, v in sizes.items()}
 
     def _run_cr(self, depth_net, pose_net, images, K, frame_ids, net_images):
@@ -321,7 +347,7 @@ class PyramidLoss(nn.Module):
             total = total + loss
             terms.update(level_terms)
         terms["py/total"] = total.detach()
-        return PyramidOutput(total, terms, cr_out, False, self.level_sizes(tuple(images.shape[-2:])))
+        return PyramidOutput(total, terms, cr_out, False, self.level_sizes(tuple(images.shape[-2:]), depth_net))
 
     def _forward_per_level(self, depth_net, pose_net, images, K, frame_ids, cr_extra, net_images) -> PyramidOutput:
         exact = self.exact_cr_gradient
@@ -342,7 +368,7 @@ class PyramidLoss(nn.Module):
             _backprop_into(cr_out, cr_ref)
         terms["py/total"] = total
         outputs = detach_outputs(cr_ref)
-        return PyramidOutput(total, terms, outputs, True, self.level_sizes(tuple(images.shape[-2:])))
+        return PyramidOutput(total, terms, outputs, True, self.level_sizes(tuple(images.shape[-2:]), depth_net))
 
 
 def _backprop_into(live: dict, leaves: dict) -> None:

@@ -43,6 +43,8 @@ class Monodepth2Decoder(nn.Module):
     """monodepth2 DepthDecoder. For i = 4..0: ConvBlock, nearest x2 (to the skip's size), concat skip i-1,
     ConvBlock; sigmoid disparity heads at scales 0..3. Returns (disp finest first, dec features finest first)."""
 
+    disparity_heads = ("dispconvs",)  # ETM leaves them alone with model.etm.heads=false
+
     def __init__(self, enc_channels: Sequence[int], dec_channels: Sequence[int] = DECODER_CHANNELS,
                  num_scales: int = 4):
         super().__init__()
@@ -117,6 +119,9 @@ class MobileNetV3Encoder(nn.Module):
 
 class TrunkDepthNet(nn.Module):
     """Encoder trunk + monodepth2 decoder with the depth-model output contract (docs/architecture.md)."""
+
+    # Even H, W: the last x2 upsampling doubles the H/2 map, so an odd side comes back one pixel larger.
+    size_multiple = 2
 
     def __init__(self, encoder: nn.Module):
         super().__init__()

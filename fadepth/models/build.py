@@ -25,7 +25,7 @@ def etm_options(etm_cfg) -> ETMOptions | None:
         return None
     return ETMOptions(pb_t=etm_cfg.pb_t, r1=etm_cfg.r1, r2=etm_cfg.r2 if etm_cfg.dropconv else 0.0,
                       init=etm_cfg.init, dropconv=etm_cfg.dropconv, variance=etm_cfg.variance,
-                      dropconv_rescale=etm_cfg.dropconv_rescale)
+                      dropconv_rescale=etm_cfg.dropconv_rescale, heads=etm_cfg.heads)
 
 
 def architecture_options(model_cfg) -> dict:

@@ -41,6 +41,7 @@ class ETMOptions:
     variance: str = "output"
     dropconv_rescale: bool = False
     min_kernel: int = 3
+    heads: bool = True  # False: the convs a model lists in `disparity_heads` stay plain convs
 
     def as_kwargs(self) -> dict:
         return asdict(self)
@@ -233,17 +234,20 @@ def convert_to_etm(module: nn.Module, options: ETMOptions | None = None, **overr
     A conv followed by BN keeps feeding that BN (the ETM output takes the conv's place unchanged)."""
     opts = ETMOptions(**{**(options or ETMOptions()).as_kwargs(), **overrides})
     kwargs = opts.as_kwargs()
-    min_kernel = kwargs.pop("min_kernel")
-    _convert(module, kwargs, min_kernel)
+    min_kernel, heads = kwargs.pop("min_kernel"), kwargs.pop("heads")
+    _convert(module, kwargs, min_kernel, heads)
     return module
 
 
-def _convert(module: nn.Module, kwargs: dict, min_kernel: int) -> None:
+def _convert(module: nn.Module, kwargs: dict, min_kernel: int, heads: bool = True) -> None:
+    skip = () if heads else getattr(module, "disparity_heads", ())  # a decoder names its disparity heads
     for name, child in module.named_children():
+        if name in skip:
+            continue
         if is_etm_candidate(child, min_kernel):
             setattr(module, name, ETMConv2d(child, **kwargs))
         else:
-            _convert(child, kwargs, min_kernel)
+            _convert(child, kwargs, min_kernel, heads)
 
 
 def fold_etm(module: nn.Module) -> nn.Module:

@@ -108,6 +108,8 @@ class V1Blocks:
 class HQDecoder(nn.Module):
     """The HQDec decoder data flow over a block factory (see the module docstring)."""
 
+    disparity_heads = ("disp_heads",)  # ETM leaves them alone with model.etm.heads=false
+
     def __init__(self, blocks, enc_channels: Sequence[int] = ENCODER_CHANNELS,
                  dec_channels: Sequence[int] = DECODER_CHANNELS, rec_heads: bool = False):
         super().__init__()
@@ -184,6 +186,8 @@ class HQDecNet(nn.Module):
         self.dec_channels = list(decoder.out_channels)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    size_multiple = 32  # check_input: H and W divisible by 32 (HQDec: only its build size)
 
     def check_input(self, x: torch.Tensor) -> None:
         h, w = x.shape[-2:]

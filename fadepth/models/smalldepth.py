@@ -125,6 +125,8 @@ class SmallDepthEncoder(nn.Module):
 class SmallDepthDecoder(nn.Module):
     """Eq. 10 (de-garbled): equal-resolution skips only; eq. 11 heads at X_dec^0..3 (H/2 .. H/16)."""
 
+    disparity_heads = ("heads",)  # the eq. 11 heads (ETM leaves them alone with model.etm.heads=false)
+
     def __init__(self, widths: Sequence[int]):
         super().__init__()
         self.ups = nn.ModuleList(SparseUpsample(widths[k + 1], widths[k]) for k in range(4))
@@ -141,6 +143,8 @@ class SmallDepthDecoder(nn.Module):
 class SmallDepth(nn.Module):
     """SmallDepth DepthNet: image (B,3,H,W) in [0,1] -> {"disp": 4 maps at H/2..H/16, "enc": X_enc^0..4,
     "dec": X_dec^0..3 + X_enc^4}, all finest first. Input normalised inside: (x - 0.45) / 0.225."""
+
+    size_multiple = 1  # any H, W: every upsampling resizes to its skip's size (fadepth.losses.pyramid.level_size)
 
     def __init__(self, widths: Sequence[int] | None = None, expansion: Sequence[float] | None = None):
         super().__init__()

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from fadepth.errors import add_debug_flag, guarded
-from fadepth.sweep.plan import Plan, print_dry_run
+from fadepth.sweep.plan import Plan, duplicate_lines, print_dry_run
 from fadepth.sweep.session import Sweep, others_running, progress_bar, summarise, update_bar
 
 log = logging.getLogger("fadepth.sweep")
@@ -190,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_dry_run(plan)
         return 0
+    for line in duplicate_lines(plan):
+        print(line, file=sys.stderr)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -34,6 +34,8 @@ class Plan:
                                   f"schemes: {', '.join(self.schemes)}")
             self.schemes = [s for s in self.schemes if s in wanted]
         self.data_check = getattr(args, "data_check", True)
+        # Pairs of schemes whose configs are equal under this profile (and --set): the same run twice.
+        self.duplicates = self.spec.duplicate_schemes(self.profile, self.extra, self.schemes)
         checked: set[str] = set()
         for scheme in self.schemes:  # every config and data file must validate before anything is written
             for seed in self.seeds:
@@ -110,6 +112,13 @@ def print_dry_run(plan: Plan) -> None:
     print("  ".join("-" * w for w in widths))
     for row in table:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print("\n".join(duplicate_lines(plan)) or "duplicate schemes: none (every scheme resolves to its own config)")
+
+
+def duplicate_lines(plan: Plan) -> list[str]:
+    """One line per scheme whose config equals an earlier scheme's under the plan's profile and --set."""
+    return [f"duplicate scheme: {name!r} resolves to the same config as {twin!r} under profile {plan.profile!r} "
+            f"(the same run twice)" for name, twin in plan.duplicates]
 
 
 def _fmt(value: Any) -> str:

@@ -15,8 +15,13 @@ How one run's config is built (:meth:`SweepSpec.resolve`), later layers winning:
 4. the scheme's ``overrides``;
 5. the profile's ``overrides`` (a profile fixes the *scale* of a run -- size, iterations, test frames --
    whatever a scheme says, so ``--profile smoke`` stays small for every table);
+5b. the profile's ``scheme_overrides`` of this scheme (a profile's own scale for one scheme, e.g. Table II's
+   192x640 rows at a larger synthetic size than its 128x416 rows, so that the two stay different runs);
 6. ``extra`` overrides given by the caller (``sweeps/run.py --set key=value``);
 7. ``train.seed`` = the seed.
+
+Two schemes that resolve to the same config under a profile would run the same experiment twice:
+:meth:`SweepSpec.duplicate_schemes` finds them, ``sweeps/run.py --dry-run`` lists them (and a real run warns).
 """
 from __future__ import annotations
 
@@ -102,6 +107,8 @@ class Profile(_Strict):
     description: str | None = None
     base: str | None = None
     overrides: Overrides = {}
+    # {scheme: overrides} applied after `overrides`: this profile's scale for one scheme (layer 5b)
+    scheme_overrides: dict[str, Overrides] = {}
     seeds: list[int] | None = None  # replaces the spec's seeds under this profile
     # Iterations between validations (val/* curves) and depth panels in MLflow; sets train.val_every.
     # None: the config's value (smoke: always; others: if 0 < it < iterations, else 20 per run).
@@ -199,12 +206,13 @@ class SweepSpec(_Strict):
         tree = deep_merge(ExperimentConfig().model_dump(mode="json"), self.base_tree)
         if prof.base:
             tree = deep_merge(tree, load_tree(self._relative(prof.base)))
-        layers = [self.overrides, self.scheme(scheme_name).overrides, prof.overrides, extra or {}]
+        layers = [self.overrides, self.scheme(scheme_name).overrides, prof.overrides,
+                  prof.scheme_overrides.get(scheme_name, {}), extra or {}]
         for layer in layers:
             for key, value in layer.items():
                 set_dotted(tree, key, value)
         set_dotted(tree, "train.seed", int(seed))
-        if "train.val_every" not in (extra or {}) and "train.val_every" not in prof.overrides:
+        if not any("train.val_every" in layer for layer in layers[2:]):
             _set_val_every(tree, profile, prof)
         return tree
 
@@ -220,13 +228,31 @@ class SweepSpec(_Strict):
                 _explain(exc, f"{self.path}: scheme {scheme_name!r}, profile {profile!r}", self, scheme_name, profile, extra)
             ) from None
 
+    def duplicate_schemes(
+        self, profile: str, extra: Mapping[str, Any] | None = None, scheme_names: list[str] | None = None
+    ) -> list[tuple[str, str]]:
+        """(scheme, earlier scheme) for every scheme whose config under ``profile`` (same seed, same ``extra``)
+        equals an earlier scheme's: the two cells would run one experiment twice."""
+        seed = self.seeds_for(profile)[0]
+        first: dict[str, str] = {}
+        pairs = []
+        for name in scheme_names if scheme_names is not None else self.scheme_names:
+            digest = self.resolve(name, seed, profile, extra).digest()
+            if digest in first:
+                pairs.append((name, first[digest]))
+            else:
+                first[digest] = name
+        return pairs
+
     def dry_run_keys(self, scheme_names: list[str], profile: str) -> list[str]:
         """The dry-run table's columns: the recipe every table states (RECIPE_KEYS), then every key a scheme or
         the profile overrides (the profile sets iterations and validation of the paper runs)."""
         keys = list(RECIPE_KEYS)
         for scheme in scheme_names:
             keys += [k for k in self.overridden_keys(scheme) if k not in keys]
-        keys += [k for k in self.profile(profile).overrides if k not in keys]
+        prof = self.profile(profile)
+        for layer in [prof.overrides, *(prof.scheme_overrides.get(s, {}) for s in scheme_names)]:
+            keys += [k for k in layer if k not in keys]
         return keys
 
     def overridden_keys(self, scheme_name: str) -> list[str]:
@@ -355,6 +381,11 @@ def _check_semantics(spec: SweepSpec) -> None:
     _check_keys(where, "spec-level 'overrides'", spec.overrides)
     for name, prof in spec.profiles.items():
         _check_keys(where, f"profile {name!r}", prof.overrides)
+        for scheme, overrides in prof.scheme_overrides.items():
+            if scheme not in names:
+                raise SpecError(f"{where}: profile {name!r}: scheme_overrides: {scheme!r} is not a scheme; "
+                                f"schemes: {', '.join(names)}")
+            _check_keys(where, f"profile {name!r} scheme_overrides {scheme!r}", overrides)
     for s in spec.schemes:
         _check_keys(where, f"scheme {s.name!r}", s.overrides)
     if spec.search is not None:
@@ -381,6 +412,7 @@ def _explain(
     """Name the override that set each bad key (scheme, profile, spec or base file) and what was expected."""
     owners = [
         ("--set", extra or {}),
+        (f"profile {profile!r} scheme_overrides", spec.profile(profile).scheme_overrides.get(scheme, {})),
         (f"profile {profile!r} overrides", spec.profile(profile).overrides),
         (f"scheme {scheme!r} overrides", spec.scheme(scheme).overrides),
         ("spec-level overrides", spec.overrides),
