@@ -165,7 +165,9 @@ class ETMConv2d(nn.Module):
     def lambdas(self, var: torch.Tensor | None = None) -> torch.Tensor:
         """lambda_t = p_t / (sqrt(var_t) + 1e-5) (eq. 15b), (n_branches, Co); running variances by default."""
         var = self.running_var if var is None else var
-        return self.scale / (torch.sqrt(var) + EPS)
+        # sqrt has an infinite slope at 0: a branch whose batch output is all zero (every sample of its input
+        # dropped upstream) would give NaN gradients. Clamped far below EPS, the value is eq. 15b's.
+        return self.scale / (torch.sqrt(var.clamp(min=1e-20)) + EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = self._multi_conv(x, self._kernels())
