@@ -105,11 +105,8 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
 
 def rigid_matrix(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """(B,3,3), (B,3) -> (B,4,4) [[R, t], [0, 1]]."""
-    T = torch.zeros(R.shape[0], 4, 4, device=R.device, dtype=R.dtype)
-    T[:, :3, :3] = R
-    T[:, :3, 3] = t
-    T[:, 3, 3] = 1.0
-    return T
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], device=R.device, dtype=R.dtype).expand(R.shape[0], 1, 4)
+    return torch.cat([torch.cat([R, t.unsqueeze(-1)], dim=2), bottom], dim=1)
 
 
 def invert_pose(T: torch.Tensor) -> torch.Tensor:

@@ -137,11 +137,20 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, start_dim: int = 0) -> torc
     return (x * mask).flatten(start_dim).sum(-1) / mask.flatten(start_dim).sum(-1).clamp(min=1.0)
 
 
-def gather_views(stacked: torch.Tensor, index: Sequence[int], dim: int) -> torch.Tensor:
-    """``stacked`` re-ordered along ``dim`` by a static index (one copy, no index tensor to send)."""
-    if list(index) == list(range(stacked.shape[dim])):
-        return stacked
-    return torch.stack([stacked.select(dim, i) for i in index], dim=dim)
+class StaticIndex:
+    """Index tensors for re-ordering views, built once per (device, index) and kept: a step sends nothing from
+    the host (CUDA graphs forbid it) and each re-ordering is one ``index_select``."""
+
+    def __init__(self):
+        self.cache: dict[tuple, torch.Tensor] = {}
+
+    def gather(self, stacked: torch.Tensor, index: Sequence[int], dim: int) -> torch.Tensor:
+        if list(index) == list(range(stacked.shape[dim])):
+            return stacked
+        key = (stacked.device, tuple(index))
+        if key not in self.cache:
+            self.cache[key] = torch.tensor(index, device=stacked.device, dtype=torch.long)
+        return stacked.index_select(dim, self.cache[key])
 
 
 def flat(x: torch.Tensor, lead: int) -> torch.Tensor:
@@ -162,6 +171,7 @@ class CrLoss(nn.Module):
         super().__init__()
         self.cfg = cfg if cfg is not None else CrLossConfig()
         self.warming_up = False
+        self.index = StaticIndex()
 
     def set_progress(self, iteration: int, total: int) -> None:
         """Tell the loss where training is (decision 8): warm-up while iteration < warmup_fraction * total."""
@@ -299,17 +309,17 @@ class CrLoss(nn.Module):
         depth = depth.reshape(s_, -1, b, 1, height, width)
         has_src_depth = depth.shape[1] == frames.shape[0]
         pos = {fid: i for i, fid in enumerate(pred.predicted)}  # row of each frame in the depth stack
-        depth_t = gather_views(depth, [pos[frame_ids[i]] for i in tgt], dim=1)
+        depth_t = self.index.gather(depth, [pos[frame_ids[i]] for i in tgt], dim=1)
         T = torch.stack([pred.poses[fid] for _, _, fid in layout[:n_fwd]]
                         + [pred.inverse_poses[fid] for _, _, fid in layout[n_fwd:]])  # (V,B,4,4)
         T = flat(T.unsqueeze(0).expand(s_, -1, -1, -1, -1), 3)
         K_all = K.unsqueeze(0).expand(s_ * v_, -1, -1, -1).reshape(-1, 3, 3)
         points = backproject(flat(depth_t, 3), torch.linalg.inv_ex(K_all)[0])  # inv_ex: no sync on CUDA
         grid, z = project(points, K_all, T)
-        sources = gather_views(frames, src, dim=0).unsqueeze(0).expand(s_, -1, -1, -1, -1, -1)
+        sources = self.index.gather(frames, src, dim=0).unsqueeze(0).expand(s_, -1, -1, -1, -1, -1)
         need_diff = has_src_depth and (use["d"] or use["w"])
         if need_diff:  # the other view's depth rides along in the same grid_sample
-            sources = torch.cat([sources, gather_views(depth, [pos[frame_ids[i]] for i in src], dim=1)], dim=3)
+            sources = torch.cat([sources, self.index.gather(depth, [pos[frame_ids[i]] for i in src], dim=1)], dim=3)
         sampled = sample(flat(sources, 3), grid).reshape(s_, v_, b, -1, height, width)
         shape = (s_, v_, b, 1, height, width)
         valid = valid_mask(grid, z).reshape(shape)
@@ -320,7 +330,7 @@ class CrLoss(nn.Module):
                 weight = 1.0 - diff.detach()
         pe = None
         if use["p"]:
-            targets = gather_views(frames, tgt, dim=0).unsqueeze(0).expand(s_, -1, -1, -1, -1, -1)
+            targets = self.index.gather(frames, tgt, dim=0).unsqueeze(0).expand(s_, -1, -1, -1, -1, -1)
             pe = photometric_error(flat(sampled[:, :, :, :3], 3), flat(targets, 3), self.cfg.ssim_weight)
             pe = pe.reshape(shape)
         return _Views(pe, valid, weight, diff, grid.reshape(s_, v_, b, height, width, 2), n_fwd)
@@ -361,7 +371,10 @@ class CrLoss(nn.Module):
             # monodepth2: a sample that leaves the source keeps its border-padded error. Zeroing it would
             # reward depths that push border pixels out of view (a degenerate minimum seen in training).
             valid = torch.ones_like(valid)
-        if self.cfg.min_reprojection:
+        if self.cfg.min_reprojection and not self.cfg.exclude_out_of_view:  # every candidate counts
+            best, idx = err.min(dim=1, keepdim=True)
+            wbest, mask = weight.gather(1, idx), torch.ones_like(best)
+        elif self.cfg.min_reprojection:
             best, idx = torch.where(valid > 0, err, torch.full_like(err, _OUTSIDE)).min(dim=1, keepdim=True)
             wbest, mask = weight.gather(1, idx), valid.gather(1, idx)
         else:
@@ -396,16 +409,20 @@ class CrLoss(nn.Module):
         """L_feat at scale 0 (decision 5): warped finest encoder (or decoder) features, weighted and masked like
         L_p, detached; every view in one ``grid_sample``."""
         key = "enc" if self.cfg.feature_source == "encoder" else "dec"
-        finest = pred.frame_major[key][0].detach().float()
-        feats = finest.reshape(len(pred.predicted), -1, *finest.shape[1:])  # (F,B,C,h,w), predicted order
-        feats = gather_views(feats, [pred.predicted.index(fid) for fid in frame_ids], dim=0)  # frame_ids order
-        scale = feats[frame_ids.index(0)].abs().mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
-        feats = feats / scale  # per-sample mean |f| of the target frame
+        finest = pred.frame_major[key][0].detach().float()  # (F'*B, C, h, w), the net's memory layout
+        b, (fh, fw) = finest.shape[0] // len(pred.predicted), finest.shape[-2:]
+        target = frame_ids.index(0)
+        scale = finest[target * b:(target + 1) * b].abs().mean(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
         layout, _ = self._view_layout(frame_ids)
-        v_, b, (fh, fw) = len(layout), feats.shape[1], feats.shape[-2:]
+        v_ = len(layout)
+        rows = [pred.predicted.index(fid) for fid in frame_ids]  # frame_ids position -> row block
+
+        def stacked(frames):  # the views' frames, batch-stacked, each divided by the target's mean |f|
+            blocks = torch.cat([finest[rows[f] * b:(rows[f] + 1) * b] for f in frames])
+            return blocks / scale.repeat(len(frames), 1, 1, 1)
+
         grid = resize_grid(flat(views.grid[0], 2), fh, fw)
-        f_src = flat(gather_views(feats, [s for _, s, _ in layout], dim=0), 2)
-        f_tgt = flat(gather_views(feats, [t for t, _, _ in layout], dim=0), 2)
+        f_src, f_tgt = stacked([s for _, s, _ in layout]), stacked([t for t, _, _ in layout])
         small = (1, v_, b, 1, fh, fw)
         err = (sample(f_src, grid) - f_tgt).abs().mean(dim=1, keepdim=True).reshape(small)
         ident = (f_src - f_tgt).abs().mean(dim=1, keepdim=True).reshape(small) if self._use["mask"] else None
