@@ -183,7 +183,11 @@ class Warp(NamedTuple):
 
 
 def sample(source: torch.Tensor, grid: torch.Tensor, padding_mode: str = "border") -> torch.Tensor:
-    """Bilinear sampling with this module's convention (align_corners=True)."""
+    """Bilinear sampling with this module's convention (align_corners=True).
+
+    A NaN coordinate (a diverged pose or depth) samples outside instead: grid_sample turns NaN into an integer
+    index, which crashes the process on CPU. The step then reports the non-finite loss instead of dying."""
+    grid = torch.nan_to_num(grid, nan=2.0)
     return F.grid_sample(source, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
 
 
