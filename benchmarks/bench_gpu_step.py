@@ -6,8 +6,8 @@ per-level + APX, synthetic data), in fp32, bf16, train.compile and train.cuda_gr
 ``SUMMARY step <recipe> <mode> <it/s>`` line each.
 ``--part worker``: one process's it/s of the synthetic step in CUDA graphs for ``--seconds`` (the workers
 check starts several at once and adds them up).
-``--part fps``: frames/s of the deployed (folded) SmallDepth and RN18 at 128x416, batch 1, 8 and 32, eager and
-replayed from a CUDA graph, fp32. Prints ``SUMMARY fps <model> b<batch> <runtime> <fps>`` and the ratios.
+``--part fps``: frames/s of the deployed (folded) SmallDepth and RN18 at 128x416, batch 1, 8 and 32: eager and
+replayed from a CUDA graph in fp32, and replayed in bf16 with channels-last weights. Prints ``SUMMARY fps <model> b<batch> <runtime> <fps>`` and the ratios.
 """
 from __future__ import annotations
 
@@ -66,19 +66,25 @@ def part_worker(args) -> None:
 
 
 @torch.no_grad()
-def fps(net, batch: int, graphs: bool, seconds: float = 2.0) -> float:
+def fps(net, batch: int, graphs: bool, seconds: float = 2.0, bf16: bool = False) -> float:
     x = torch.rand(batch, 3, 128, 416, device="cuda")
-    run = lambda: net(x)  # noqa: E731
+    if bf16:
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+
+    def run():
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
+            return net(x)
+
     if graphs:
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(3):
-                net(x)
+                run()
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            net(x)
+            run()
         run = graph.replay
     for _ in range(10):
         run()
@@ -97,10 +103,11 @@ def part_fps(args) -> None:
 
     torch.backends.cudnn.benchmark = True
     nets = {name: deploy(create(name).eval()).cuda() for name in ("smalldepth", "rn18")}
+    runtimes = {"eager": (False, False), "cuda_graph": (True, False), "cuda_graph_bf16_nhwc": (True, True)}
     for batch in (1, 8, 32):
-        for graphs in (False, True):
-            runtime = "cuda_graph" if graphs else "eager"
-            rates = {name: fps(net, batch, graphs) for name, net in nets.items()}
+        for runtime in args.runtimes.split(","):
+            graphs, bf16 = runtimes[runtime]
+            rates = {name: fps(net, batch, graphs, bf16=bf16) for name, net in nets.items()}
             for name, rate in rates.items():
                 print(f"SUMMARY fps {name} b{batch} {runtime} {rate:.0f}", flush=True)
             print(f"SUMMARY fps ratio b{batch} {runtime} smalldepth/rn18={rates['smalldepth'] / rates['rn18']:.2f}",
@@ -112,6 +119,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("step", "worker", "fps"), required=True)
     parser.add_argument("--recipes", default="synthetic,kitti")
     parser.add_argument("--modes", default="fp32,bf16,cuda_graphs,bf16_cuda_graphs,compile")
+    parser.add_argument("--runtimes", default="eager,cuda_graph,cuda_graph_bf16_nhwc", help="for --part fps")
     parser.add_argument("--warmup", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()

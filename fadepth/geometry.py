@@ -105,7 +105,7 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
 
 def rigid_matrix(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """(B,3,3), (B,3) -> (B,4,4) [[R, t], [0, 1]]."""
-    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], device=R.device, dtype=R.dtype).expand(R.shape[0], 1, 4)
+    bottom = torch.cat([R.new_zeros(R.shape[0], 1, 3), R.new_ones(R.shape[0], 1, 1)], dim=2)  # no host copy
     return torch.cat([torch.cat([R, t.unsqueeze(-1)], dim=2), bottom], dim=1)
 
 
@@ -126,6 +126,16 @@ def pose_vec_to_mat(vec: torch.Tensor, invert: bool = False) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------- intrinsics
+def pinhole_inverse(K: torch.Tensor) -> torch.Tensor:
+    """K^-1 of pinhole intrinsics [[fx, s, cx], [0, fy, cy], [0, 0, 1]] (B,3,3) in closed form: elementwise ops
+    only (no solver, no host sync, capturable in a CUDA graph). Every K in fadepth has this form."""
+    fx, s, cx = K[:, 0, 0], K[:, 0, 1], K[:, 0, 2]
+    fy, cy = K[:, 1, 1], K[:, 1, 2]
+    zero, one = torch.zeros_like(fx), torch.ones_like(fx)
+    rows = [1.0 / fx, -s / (fx * fy), (s * cy - cx * fy) / (fx * fy), zero, 1.0 / fy, -cy / fy, zero, zero, one]
+    return torch.stack(rows, dim=1).reshape(-1, 3, 3)
+
+
 def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
     """Intrinsics of the image resized by (sx, sy) with align_corners=False (pixel centres at integers):
     fx, skew scale by sx, fy by sy; cx' = (cx + 0.5) sx - 0.5, cy' = (cy + 0.5) sy - 0.5.

@@ -184,3 +184,11 @@ def test_warp_reconstructs_analytic_plane_and_wrong_pose_does_not():
     identity, _ = _mean_error(torch.eye(4, dtype=torch.float64)[None])
     assert good < 0.01, good
     assert bad > 5 * good and identity > 5 * good, (good, bad, identity)
+
+
+def test_pinhole_inverse_equals_the_matrix_inverse():
+    from fadepth.geometry import pinhole_inverse, scale_intrinsics
+
+    K = torch.tensor([[[721.5, 0.3, 609.6], [0.0, 721.5, 172.9], [0.0, 0.0, 1.0]]]).double()
+    K = torch.cat([K, scale_intrinsics(K, 0.25, 0.5)])
+    torch.testing.assert_close(pinhole_inverse(K), torch.linalg.inv(K))

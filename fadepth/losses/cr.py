@@ -65,7 +65,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fadepth.config import CrLossConfig
-from fadepth.geometry import backproject, invert_pose, pose_vec_to_mat, project, resize_grid, sample, valid_mask
+from fadepth.geometry import (backproject, invert_pose, pinhole_inverse, pose_vec_to_mat, project, resize_grid, sample,
+                              valid_mask)
 from fadepth.losses.photometric import edge_aware_smoothness, photometric_error
 from fadepth.models import disp_to_depth
 
@@ -313,8 +314,10 @@ class CrLoss(nn.Module):
         T = torch.stack([pred.poses[fid] for _, _, fid in layout[:n_fwd]]
                         + [pred.inverse_poses[fid] for _, _, fid in layout[n_fwd:]])  # (V,B,4,4)
         T = flat(T.unsqueeze(0).expand(s_, -1, -1, -1, -1), 3)
-        K_all = K.unsqueeze(0).expand(s_ * v_, -1, -1, -1).reshape(-1, 3, 3)
-        points = backproject(flat(depth_t, 3), torch.linalg.inv_ex(K_all)[0])  # inv_ex: no sync on CUDA
+        capturing = K.is_cuda and torch.cuda.is_current_stream_capturing()
+        inv = pinhole_inverse(K) if capturing else torch.linalg.inv_ex(K)[0]  # both without a host sync
+        K_all, inv_K = (k.unsqueeze(0).expand(s_ * v_, -1, -1, -1).reshape(-1, 3, 3) for k in (K, inv))
+        points = backproject(flat(depth_t, 3), inv_K)
         grid, z = project(points, K_all, T)
         sources = self.index.gather(frames, src, dim=0).unsqueeze(0).expand(s_, -1, -1, -1, -1, -1)
         need_diff = has_src_depth and (use["d"] or use["w"])
