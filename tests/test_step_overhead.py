@@ -34,6 +34,13 @@ def test_the_step_reads_nothing_on_the_host(synthetic_step):
     assert sum(counts.syncs.values()) == 0, dict(counts.syncs)
 
 
+def test_the_step_creates_no_tensor_from_host_data(synthetic_step):
+    """A tensor built from Python data inside the step (torch.tensor, indexing with a list) is a host-to-device
+    copy on a GPU, which CUDA-graph capture refuses (seen on an H200: rigid_matrix's constant row, a list index)."""
+    counts = count_step(*synthetic_step)
+    assert counts.by_name["lift_fresh"] == 0
+
+
 def test_the_step_stays_under_its_op_ceiling(synthetic_step):
     counts = count_step(*synthetic_step)
     assert counts.ops["forward"] > 500 and counts.ops["backward"] > 500  # the phases are all counted

@@ -342,7 +342,7 @@ class CrLoss(nn.Module):
         """pe(source, target) without warping (1, V, B, 1, H, W), for the auto-mask: each reverse view uses its
         source's identity error too (pe is symmetric)."""
         t = frames[frame_ids.index(0)]
-        srcs = frames[[i for i, fid in enumerate(frame_ids) if fid != 0]]
+        srcs = self.index.gather(frames, [i for i, fid in enumerate(frame_ids) if fid != 0], dim=0)
         ident = photometric_error(flat(srcs, 2), t.repeat(n_fwd, 1, 1, 1), self.cfg.ssim_weight)
         ident = ident.reshape(n_fwd, *t.shape[:1], 1, *t.shape[-2:])
         return (torch.cat([ident, ident]) if self.cfg.bidirectional else ident).unsqueeze(0)
