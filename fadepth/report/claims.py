@@ -122,7 +122,8 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
             "sign-flip interval": f"[{_signed(r['flip_low'])}, {_signed(r['flip_high'])}]",
             "collapsed (scheme / ref.)": f"{r['collapsed_scheme']} / {r['collapsed_reference']}",
             "n": int(r["n"]), "test": r["test"] or "-", "p": "-" if not math.isfinite(r["p"]) else f"{r['p']:.3g}",
-            "verdict": r["verdict"], "seeds needed": "-" if pd.isna(r["seeds_needed"]) else str(int(r["seeds_needed"])),
+            "verdict": r["verdict"],
+            "seeds for paper Δ": "-" if pd.isna(r["seeds_needed"]) else str(int(r["seeds_needed"])),
             "note": r["note"]})
     return pd.DataFrame(rows)
 
@@ -133,7 +134,8 @@ def to_markdown(frame: pd.DataFrame, looks: int = 1) -> str:
     alpha = stats.ALPHA / max(1, looks)
     rule = (f"Intervals at {100 * (1 - alpha):.4g} %; verdict: Holm over the table's claims at α = {alpha:.3g}"
             + (f" ({looks} planned looks)" if looks > 1 else "") + "; rule: docs/claims.md")
-    return display_frame(frame).to_markdown(index=False) + f"\n\n{rule}\n\n{claims_line(frame)}\n"
+    table = display_frame(frame).to_markdown(index=False, disable_numparse=True)  # cells as printed: "+0.0000"
+    return f"{table}\n\n{rule}\n\n{claims_line(frame)}\n"
 
 
 def claims_markdown(spec, tracking_uri: str, profile: str, study: str | None = None, looks: int = 1,
