@@ -39,6 +39,7 @@ EXACT_FLIPS = 16  # up to this many differences the sign-flip test enumerates ev
 
 REPRODUCED, CONTRADICTED, UNRESOLVED = "reproduced", "contradicted", "not resolved"
 NO_PAPER_ROW, NO_INTERVAL, BASELINE = "no paper row", "no interval (1 seed)", "baseline"
+NO_RUNS = "no finished runs"  # a claim whose scheme or reference has no finished run (yet)
 VERDICTS = (REPRODUCED, CONTRADICTED, UNRESOLVED, NO_INTERVAL, NO_PAPER_ROW)
 
 
@@ -266,14 +267,16 @@ def judge_claims(claims: Sequence[ClaimData], looks: int = 1) -> list[Judgement]
 
     A rejected claim is *reproduced* when our effect has the direction of the paper's Δ (for a collapse claim:
     the scheme the paper finds worse collapses more often), *contradicted* otherwise; the rest is *not resolved*
-    (or *no interval*: fewer than two paired seeds, or no constant to call a collapse)."""
+    (or *no interval*: fewer than two paired seeds, or no constant to call a collapse; *no finished runs*)."""
     alpha = ALPHA / max(1, looks)
     judged = [judge_one(c, 1 - alpha) for c in claims]
     rejected = holm([j.p for j in judged], alpha)
     out = []
     for claim, j, reject in zip(claims, judged, rejected):
         direction = np.sign(claim.paper_delta) * (1 if claim.kind == "delta" or claim.lower_is_better else -1)
-        if not j.test or not math.isfinite(j.p):
+        if not claim.scheme or not claim.reference:
+            verdict = NO_RUNS
+        elif not j.test or not math.isfinite(j.p):
             verdict = NO_INTERVAL
         elif reject:
             verdict = REPRODUCED if np.sign(j.effect) == direction else CONTRADICTED
