@@ -1,168 +1,134 @@
-"""Do the paper's two most transferable claims reproduce on the synthetic scenes?
+"""Do the paper's claims reproduce on the synthetic scenes?  Runs the claims the specs declare (``claims:`` in
+``ablations/table_*.yaml``; all specs that declare any, or the ones given) and judges them.
 
-Claims (scheme minus reference, AbsRel; the paper's Δ from reports/paper/*.csv):
+Each spec's claim schemes (scheme and reference of every claim) run for every seed through the sweep runner
+(:func:`fadepth.sweep.launcher.run`, in this process: ordinary, resumable MLflow runs under ``--runs-dir``;
+queued seed by seed, so a run cut short still holds paired seeds).  The verdicts come from
+:func:`fadepth.report.stats.judge_claims` -- the paired t-test (or, when runs collapsed, the sign-flip test) for
+``delta`` claims, Boschloo's exact test for ``collapse`` claims, Holm over each table's claims; docs/claims.md.
+With ``--until-resolved`` seeds are added in rounds (doubling up to ``--max-seeds``), only to the schemes of
+claims still open; each round prints one line; Bonferroni over the planned looks keeps the error rate.
 
-* Table IV, learning-rate robustness at LR 1e-3: RN18 and MobileNetV3 degrade far more than SmallDepth
-  (0.1647 and 0.2015 vs 0.1168), i.e. RN18@1e-3 − SmallDepth@1e-3 > 0 and MobileNetV3@1e-3 − SmallDepth@1e-3 > 0.
-* Table VIII, the flip level: a2 (L_cr + L_flip) − a1 (L_cr alone) = −0.009.
+Before the claims, one line per scheme: its per-seed value and how many seeds ended at the best constant
+prediction (:func:`fadepth.evaluation.constant_depth_metrics`, within 2 %).  Then the per-claim table, the wall
+time, and last ``claims reproduced=<n> contradicted=<n> unresolved=<n>``.  Re-running skips finished runs.
 
-Each scheme runs for every seed through the sweep runner (``sweeps/run.py``, so the runs are ordinary,
-resumable MLflow runs under ``--runs-dir``); the differences are paired over seeds and judged with the
-report's own statistics (:mod:`fadepth.report.stats`: 95 % Student-t interval of the per-seed differences).
-Re-running the command skips finished runs.
-
-Before the claims, one line per scheme: its per-seed AbsRel and how many seeds ended at the best constant
-prediction (within 2 % of its AbsRel on the same test set: the run learned nothing, it collapsed).
-
-Last line: ``claims reproduced=<n> contradicted=<n> unresolved=<n>`` (unresolved: the interval includes 0,
-or fewer than two seeds finished). The table above it gives, per claim, ``seeds_for_paper_delta``: how many
-seeds an interval as noisy as ours would need to exclude 0 for an effect the size of the paper's Δ
-(:func:`fadepth.report.stats.seeds_to_resolve`), i.e. what would resolve a claim left open.
-
-    python benchmarks/bench_claims.py                       # synthetic profile, seeds 0,1,2
-    python benchmarks/bench_claims.py --set train.iterations=300 --seeds 0,1   # a quicker, weaker look
+    python benchmarks/bench_claims.py                                   # every declared claim, synthetic, 3 seeds
+    python benchmarks/bench_claims.py ablations/table_viii.yaml ablations/table_iv.yaml
+    python benchmarks/bench_claims.py --until-resolved --max-seeds 16 --gpus auto --workers-per-gpu 12
 """
 from __future__ import annotations
 
 import argparse
-import subprocess
+import logging
+import os
+import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from fadepth.data import build_test_set  # noqa: E402
-from fadepth.evaluation import constant_depth_metrics  # noqa: E402
-from fadepth.report import runs, stats  # noqa: E402
+from fadepth import contracts  # noqa: E402
+from fadepth.errors import guarded  # noqa: E402
+from fadepth.report import claims as cl  # noqa: E402
+from fadepth.report import rounds, runs, stats  # noqa: E402
+from fadepth.sweep import launcher  # noqa: E402
+from fadepth.sweep.plan import parse_ints, parse_sets  # noqa: E402
 from fadepth.sweep.spec import load_spec  # noqa: E402
 from fadepth.sweep.study import study_name  # noqa: E402
 from fadepth.sweep.tracking import default_tracking_uri  # noqa: E402
-from fadepth.sweep.plan import parse_sets  # noqa: E402
-
-METRIC = "abs_rel"
-COLLAPSE_TOL = 0.02  # a run within 2 % of the constant prediction's AbsRel learned nothing (it "collapsed")
 
 
-@dataclass(frozen=True)
-class Claim:
-    spec: str  # ablations/<spec>.yaml
-    scheme: str
-    reference: str
-    paper_csv: str
-    paper_scheme: dict  # columns that pick the scheme's paper row
-    paper_reference: dict
-
-    @property
-    def label(self) -> str:
-        return f"{self.spec}: {self.scheme} − {self.reference}"
+def sweep_argv(spec, seeds: list[int], schemes: list[str], args: argparse.Namespace) -> list[str]:
+    argv = [str(spec.path), "--profile", args.profile, "--seeds", ",".join(map(str, seeds)), "--only",
+            ",".join(schemes), "--runs-dir", str(args.runs_dir), "--gpus", args.gpus,
+            "--workers-per-gpu", str(args.workers_per_gpu), "--no-progress"]
+    argv += [f"--set={item}" for item in args.set]
+    for flag, value in (("--workers", args.workers), ("--storage", args.storage),
+                        ("--tracking-uri", args.tracking_uri)):
+        if value:
+            argv += [flag, str(value)]
+    return argv
 
 
-CLAIMS = (
-    Claim("table_iv", "RN18@1e-3", "SmallDepth@1e-3", "table04_lr.csv",
-          {"scheme": "RN18", "lr": "1e-3"}, {"scheme": "SmallDepth", "lr": "1e-3"}),
-    Claim("table_iv", "MobileNetV3@1e-3", "SmallDepth@1e-3", "table04_lr.csv",
-          {"scheme": "MobileNetV3", "lr": "1e-3"}, {"scheme": "SmallDepth", "lr": "1e-3"}),
-    Claim("table_viii", "a2", "a1", "table08_pyramid_levels.csv", {"scheme": "a2"}, {"scheme": "a1"}),
-)
+def run_spec(spec, args: argparse.Namespace) -> pd.DataFrame:
+    """The rounds of one spec (one round without --until-resolved); its final claims table."""
+    extra = parse_sets(args.set)
+    study = study_name(spec, args.profile, extra or None)
+    tracking_uri = args.tracking_uri or default_tracking_uri(args.runs_dir)
+    seeds = parse_ints(args.seeds, "--seeds")
 
+    def launch(new_seeds: list[int], schemes: list[str]) -> int:
+        argv = sweep_argv(spec, new_seeds, schemes, args)
+        print("$ sweeps/run.py " + " ".join(argv), flush=True)
+        return launcher.run(launcher.build_parser().parse_args(argv))  # 1: some runs failed; judged on the rest
 
-def paper_value(csv: str, row: dict) -> float:
-    frame = pd.read_csv(ROOT / "reports" / "paper" / csv, dtype=str)
-    for key, value in row.items():
-        frame = frame[frame[key] == value]
-    if len(frame) != 1:
-        raise SystemExit(f"bench_claims: {csv}: expected one row for {row}, found {len(frame)}")
-    return float(frame[METRIC].iloc[0])
+    def judge(looks: int) -> pd.DataFrame:
+        summary = runs.load_summary(spec, tracking_uri, args.profile, cl.metrics_needed(spec), study)
+        return cl.claims_frame(spec, summary, args.profile, looks, extra)
 
-
-def run_sweep(spec: str, schemes: list[str], args: argparse.Namespace) -> None:
-    cmd = [sys.executable, str(ROOT / "sweeps" / "run.py"), str(ROOT / "ablations" / f"{spec}.yaml"),
-           "--profile", args.profile, "--seeds", args.seeds, "--only", ",".join(schemes),
-           "--runs-dir", str(args.runs_dir), "--no-progress"]
-    cmd += [f"--set={item}" for item in args.set]
-    if args.workers:
-        cmd += ["--workers", str(args.workers)]
-    print("$", " ".join(cmd), flush=True)
-    done = subprocess.run(cmd, cwd=ROOT)
-    if done.returncode not in (0, 1):  # 1: some runs failed; judged below from what finished
-        raise SystemExit(f"bench_claims: the sweep of {spec} ended with rc {done.returncode}")
-
-
-def seed_values(spec_name: str, args: argparse.Namespace) -> runs.RunSummary:
-    spec = load_spec(ROOT / "ablations" / f"{spec_name}.yaml")
-    study = study_name(spec, args.profile, parse_sets(args.set) or None)
-    return runs.load_summary(spec, default_tracking_uri(args.runs_dir), args.profile, [METRIC], study)
-
-
-def constant_level(spec_name: str, scheme: str, args: argparse.Namespace) -> float:
-    """AbsRel of the best constant depth on the test set the runs were scored on (a collapsed run's value)."""
-    spec = load_spec(ROOT / "ablations" / f"{spec_name}.yaml")
-    cfg = spec.resolve(scheme, 0, args.profile, parse_sets(args.set) or None)
-    return constant_depth_metrics(build_test_set(cfg.data, cfg.eval))[METRIC]
-
-
-def scheme_rows(spec_name: str, schemes: list[str], summary: runs.RunSummary, args) -> list[dict]:
-    """Per scheme: the seeds' values, and how many ended at the constant prediction (within COLLAPSE_TOL)."""
-    constant = constant_level(spec_name, schemes[0], args)
-    rows = []
-    for scheme in schemes:
-        values = dict(sorted(summary.seeds_of(scheme, METRIC).items()))
-        rows.append({"scheme": f"{spec_name}: {scheme}", "per_seed": " / ".join(f"{v:.3f}" for v in values.values()),
-                     "mean": sum(values.values()) / max(1, len(values)), "constant": constant,
-                     "at_constant": f"{sum(v >= (1 - COLLAPSE_TOL) * constant for v in values.values())}/{len(values)}"})
-    return rows
-
-
-def judge(claim: Claim, summary: runs.RunSummary) -> dict:
-    ours = stats.paired_delta(summary.seeds_of(claim.scheme, METRIC), summary.seeds_of(claim.reference, METRIC))
-    paper = paper_value(claim.paper_csv, claim.paper_scheme) - paper_value(claim.paper_csv, claim.paper_reference)
-    need = stats.seeds_to_resolve(ours, paper)
-    return {"claim": claim.label, "paper_delta": paper, "ours_delta": ours.mean, "ci_low": ours.low,
-            "ci_high": ours.high, "n": ours.n, "verdict": stats.verdict(paper, ours),
-            "seeds_for_paper_delta": "-" if need is None else str(need)}
+    frame = rounds.run_rounds(spec, seeds, args.max_seeds if args.until_resolved else len(seeds), launch, judge,
+                              first_done=False)
+    summary = runs.load_summary(spec, tracking_uri, args.profile, cl.metrics_needed(spec), study)
+    shown = dict.fromkeys((s, c.metric) for c in spec.claims for s in (c.scheme, c.reference))
+    for scheme, metric in shown:
+        constant = cl.constant_value(spec, args.profile, scheme, metric, extra)
+        values = dict(sorted(summary.seeds_of(scheme, metric).items()))
+        at = sum(stats.collapsed(v, constant, contracts.LOWER_IS_BETTER.get(metric, True)) for v in values.values())
+        print(f"  {spec.name}: {scheme} {metric} per seed: " + " / ".join(f"{v:.3f}" for v in values.values())
+              + f"; at the constant ({constant:.3f}): {at}/{len(values)}")
+    return frame
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("specs", nargs="*", help="specs whose claims to run (default: every ablations/table_*.yaml "
+                                            "that declares claims)")
     p.add_argument("--profile", default="synthetic", help="spec profile to train with (default: synthetic)")
-    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds of the first round (default 0,1,2)")
+    p.add_argument("--until-resolved", action="store_true",
+                   help="add seeds in rounds (doubling) to the schemes of unresolved claims, up to --max-seeds")
+    p.add_argument("--max-seeds", type=launcher.positive_int, default=16, metavar="N",
+                   help="with --until-resolved: the most seeds per scheme (default 16)")
     p.add_argument("--runs-dir", type=Path, default=ROOT / "bench_out" / "claims", help="stores and checkpoints")
+    p.add_argument("--storage", help="Optuna storage passed to the sweep (default: <runs-dir>/optuna.journal)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI passed to the sweep (default: <runs-dir>/mlflow.db)")
+    p.add_argument("--gpus", default="auto", help="passed to the sweep: GPU ids, 'auto' (default) or 'none'")
+    p.add_argument("--workers-per-gpu", type=launcher.positive_int, default=1, metavar="N",
+                   help="passed to the sweep: workers sharing each GPU (default 1)")
+    p.add_argument("--workers", type=int, default=0, help="CPU workers per sweep (default: the runner's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every run (e.g. train.iterations=300); a separate study")
-    p.add_argument("--workers", type=int, default=0, help="CPU workers per sweep (default: the runner's)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.runs_dir = args.runs_dir.resolve()
+    paths = [Path(s) for s in args.specs] or sorted((ROOT / "ablations").glob("table_*.yaml"))
+    specs = [spec for spec in map(load_spec, paths) if spec.claims]
+    if not specs:
+        raise SystemExit(f"bench_claims: no claims declared in {', '.join(map(str, paths))}")
     t0 = time.perf_counter()
-    by_spec: dict[str, list[str]] = {}
-    for claim in CLAIMS:
-        by_spec.setdefault(claim.spec, [])
-        by_spec[claim.spec] += [s for s in (claim.scheme, claim.reference) if s not in by_spec[claim.spec]]
-    for spec, schemes in by_spec.items():
-        run_sweep(spec, schemes, args)
-    summaries = {spec: seed_values(spec, args) for spec in by_spec}
-    per_scheme = pd.DataFrame([row for spec, schemes in by_spec.items()
-                               for row in scheme_rows(spec, schemes, summaries[spec], args)])
-    rows = pd.DataFrame([judge(claim, summaries[claim.spec]) for claim in CLAIMS])
-    with pd.option_context("display.width", 160, "display.max_columns", None):
-        print(per_scheme.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        print(rows.to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
-    count = rows["verdict"].value_counts()
-    unresolved = len(rows) - count.get(stats.REPRODUCED, 0) - count.get(stats.CONTRADICTED, 0)
+    frames = [run_spec(spec, args) for spec in specs]
+    frame = pd.concat(frames, ignore_index=True)
+    looks = len(stats.planned_looks(len(parse_ints(args.seeds, "--seeds")), args.max_seeds)) \
+        if args.until_resolved else 1
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_colwidth", 60):
+        print(cl.display_frame(frame).drop(columns=["note"]).to_string(index=False))
     print(f"wall {time.perf_counter() - t0:.0f} s; profile {args.profile}, seeds {args.seeds}"
+          + (f", --until-resolved --max-seeds {args.max_seeds} ({looks} planned looks)" if args.until_resolved else "")
           + (f", --set {' '.join(args.set)}" if args.set else ""))
-    print(f"claims reproduced={count.get(stats.REPRODUCED, 0)} contradicted={count.get(stats.CONTRADICTED, 0)} "
-          f"unresolved={unresolved}")
+    print(cl.claims_line(frame))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    raise SystemExit(guarded("bench_claims.py", main))

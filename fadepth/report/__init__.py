@@ -1,7 +1,9 @@
 """Reports: the paper's tables with our numbers beside the paper's, figures, one LaTeX document.
 
 * :mod:`fadepth.report.runs`      read one sweep's FINISHED child runs from MLflow (values per scheme x seed)
-* :mod:`fadepth.report.stats`     mean and t-interval over seeds, paired Δ to the baseline, verdicts
+* :mod:`fadepth.report.stats`     mean and t-interval over seeds, paired Δ to the baseline, verdicts (also of claims)
+* :mod:`fadepth.report.claims`    the spec's declared claims, judged: the claims table (on top of ``<name>.md``)
+* :mod:`fadepth.report.rounds`    ``--until-resolved`` rounds and the verdict ``sweeps/run.py`` ends on
 * :mod:`fadepth.report.tables`    ours beside the paper's rows: the claims and all-metrics frames
 * :mod:`fadepth.report.render`    those frames -> ``table_x.tex`` (Styler), ``.md``, ``.csv`` with the verdict summary
 * :mod:`fadepth.report.figures`   seaborn figures (PNG + PDF)
@@ -23,7 +25,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from fadepth import contracts
-from fadepth.report import document, figures, render, runs, tables
+from fadepth.report import claims, document, figures, render, runs, tables
 from fadepth.report.runs import ReportError, default_tracking_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -164,6 +166,8 @@ def build_spec(spec, *, tracking_uri: str, out_dir: Path, profile: str | None = 
         what = "Ours: the sweep's finished runs"
     result = BuildResult(spec.name, profile, study=study)
     _write_tables(spec, comparison, profile, summary.seeds, what, out_dir, result, context, tracking_uri, say)
+    if getattr(spec, "claims", None):
+        write_claims(spec, summary, profile, out_dir, result, say)
     companion = companion_spec(spec, model_of(summary)) if spec.kind == "complexity" else None
     if companion is not None:
         comparison = comparison_for(companion, summary, {})
@@ -187,6 +191,22 @@ def _write_tables(spec, comparison, profile, seeds, what, out_dir, result, conte
     result.files += files
     result.figures += made
     result.comparisons[spec.name] = comparison
+
+
+def write_claims(spec, summary: runs.RunSummary, profile: str, out_dir: Path, result: BuildResult,
+                 say: Callable[[str], None]) -> None:
+    """The spec's declared claims, judged (:mod:`fadepth.report.claims`): ``<name>_paper_claims.md`` / ``.csv``,
+    the same table on top of ``<name>.md``, and printed."""
+    frame = claims.claims_frame(spec, summary, profile)
+    text = claims.to_markdown(frame)
+    paths = [out_dir / f"{spec.name}_paper_claims.md", out_dir / f"{spec.name}_paper_claims.csv"]
+    paths[0].write_text(f"# {spec.name}: the paper's claims\n\n{text}")
+    frame.to_csv(paths[1], index=False)
+    table_md = out_dir / f"{spec.name}.md"
+    if table_md.is_file():
+        table_md.write_text(f"## The paper's claims\n\n{text}\n{table_md.read_text()}")
+    result.files += paths
+    say(f"[report] {spec.name}: the paper's claims\n{text}")
 
 
 def log_to_sweep_run(spec, tracking_uri: str, profile: str, study: str | None, result: BuildResult) -> str | None:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from fadepth.errors import add_debug_flag, guarded
 from fadepth.sweep.plan import Plan, duplicate_lines, print_dry_run
@@ -67,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the pre-flight of data and checkpoint files (e.g. a --dry-run of the paper profile "
                         "on a machine without the dataset); configs, models and devices are still checked")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--until-resolved", action="store_true",
+                   help="after the sweep, add seeds in rounds (doubling) to the schemes of the spec's unresolved "
+                        "claims until each resolves or --max-seeds is reached (docs/claims.md)")
+    p.add_argument("--max-seeds", type=positive_int, default=16, metavar="N",
+                   help="with --until-resolved: the most seeds a claim's schemes get (default: 16)")
     add_debug_flag(p)
     p.add_argument("--launcher", choices=("local", "slurm"), default="local",
                    help="local: worker processes on this machine (default); slurm: submit --jobs worker jobs "
@@ -174,15 +180,17 @@ def log_sweep_fps(sweep: Sweep) -> None:
 
 
 # ------------------------------------------------------------------------------------ main
-def main(argv: list[str] | None = None) -> int:
-    """``sweeps/run.py``: every error ends as one line (:mod:`fadepth.errors`)."""
+def main(argv: list[str] | None = None, after: Callable[[argparse.Namespace, int], int] | None = None) -> int:
+    """``sweeps/run.py``: every error ends as one line (:mod:`fadepth.errors`).  ``after(args, rc)`` runs when
+    the sweep ends (``sweeps/run.py`` passes the claims' verdict and ``--until-resolved`` rounds, which live in
+    the report layer above this one) and returns the exit status."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # Ctrl-C must reach the wait loop even when started from a background shell job (which inherits
     # SIGINT as ignored, so Python would never raise KeyboardInterrupt).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return guarded("sweeps/run.py", lambda: run(args), debug=args.debug)
+    return guarded("sweeps/run.py", lambda: (after or (lambda _, rc: rc))(args, run(args)), debug=args.debug)
 
 
 def run(args: argparse.Namespace) -> int:

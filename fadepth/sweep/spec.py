@@ -36,6 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fadepth import contracts
+from fadepth.sweep.claims import Claim, ClaimError, parse_claims, resolve_claims
 from fadepth.config import (
     ConfigError,
     ExperimentConfig,
@@ -164,6 +165,7 @@ class SweepSpec(_Strict):
     search: Search | None = None
     figures: list[Literal[contracts.FIGURES]] = []  # drawn by reports/build.py (fadepth.report.figures)
     notes: str | None = None
+    claims: list[Claim] = []  # the paper's claims this table makes (fadepth.sweep.claims); not hashed
     path: Path = Path("<spec>")  # set by load_spec, not read from the YAML
     spec_hash: str = ""  # set by load_spec
 
@@ -315,15 +317,24 @@ def load_spec(path: str | Path) -> SweepSpec:
     """Read, validate and hash a sweep spec.  Raises :class:`SpecError`; never writes anything."""
     path = Path(path).resolve()
     data = read_spec_yaml(path)
+    try:  # claims (issue 22, fadepth.sweep.claims): typed first, so a bad entry is one line naming claims[i]
+        claims = parse_claims(data.get("claims"))
+    except ClaimError as exc:
+        raise SpecError(f"{path}: {exc}") from None
     try:
-        spec = SweepSpec.model_validate({**data, "path": path})
+        spec = SweepSpec.model_validate({**data, "path": path, "claims": []})
     except ValidationError as exc:
         raise SpecError(_format_spec_error(exc, path, data)) from None
     _check_semantics(spec)
+    try:  # each claim checked against the schemes and metrics; the paper's values read from the paper CSV
+        claims = resolve_claims(claims, spec.paper_table, {s.name: s for s in spec.schemes}, spec.metrics.columns)
+    except ClaimError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+    spec = spec.model_copy(update={"claims": claims})
     # The code's defaults are part of every run's config: a fadepth upgrade that changes one (e.g. a loss
     # weight) starts a new study instead of mixing old and new results under one name.
-    normalised = {"spec": spec.model_dump(mode="json", exclude={"path", "spec_hash"}), "base": spec.base_tree,
-                  "defaults": default_tree()}
+    normalised = {"spec": spec.model_dump(mode="json", exclude={"path", "spec_hash", "claims"}),
+                  "base": spec.base_tree, "defaults": default_tree()}
     for name, prof in spec.profiles.items():
         if prof.base:
             normalised[f"profile_base:{name}"] = load_tree(spec._relative(prof.base))

@@ -50,7 +50,15 @@ class Cell:
 
 
 def cells_of(spec: SweepSpec, schemes: Iterable[str], seeds: Iterable[int]) -> list[Cell]:
-    return [Cell(s, int(seed)) for s in schemes for seed in seeds]
+    """The cells in queue order, *seed-major*: every scheme of the first seed (the baseline first, then the
+    spec's order), then every scheme of the next seed, and so on.  Workers pull the queue in trial-number order
+    (Optuna's ``enqueue_trial`` + ``ask`` pop the lowest-numbered WAITING trial), so any finished prefix of a
+    sweep -- one cut short, or one round of ``--until-resolved`` -- holds whole seeds: paired comparisons."""
+    ordered = list(schemes)
+    if spec.baseline in ordered:
+        ordered.remove(spec.baseline)
+        ordered.insert(0, spec.baseline)
+    return [Cell(s, int(seed)) for seed in seeds for s in ordered]
 
 
 def study_name(spec: SweepSpec, profile: str, extra: Mapping[str, Any] | None = None) -> str:
@@ -177,7 +185,10 @@ def cell_state(trials: list[FrozenTrial]) -> str:
 
 
 def enqueue_cells(study: optuna.Study, spec: SweepSpec, cells: list[Cell], retry_failed: bool) -> dict[str, int]:
-    """Queue every cell that has no COMPLETE, WAITING or RUNNING trial (FAIL ones only with retry_failed)."""
+    """Queue every cell that has no COMPLETE, WAITING or RUNNING trial (FAIL ones only with retry_failed), in
+    the order of ``cells`` (seed-major, :func:`cells_of`).  Trials still WAITING from an earlier launcher keep
+    their place ahead of the ones queued now; the launcher enqueues under the store lock, so two launchers
+    never interleave their cells."""
     existing = trials_by_cell(study)
     counts = {"done": 0, "queued": 0, "running": 0, "failed": 0, "enqueued": 0}
     for cell in cells:
