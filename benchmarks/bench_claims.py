@@ -46,8 +46,9 @@ from fadepth.sweep.tracking import default_tracking_uri  # noqa: E402
 
 def sweep_argv(spec, seeds: list[int], schemes: list[str], args: argparse.Namespace) -> list[str]:
     argv = [str(spec.path), "--profile", args.profile, "--seeds", ",".join(map(str, seeds)), "--only",
-            ",".join(schemes), "--runs-dir", str(args.runs_dir), "--gpus", args.gpus,
-            "--workers-per-gpu", str(args.workers_per_gpu), "--no-progress"]
+            ",".join(schemes), "--runs-dir", str(args.runs_dir), "--gpus", args.gpus, "--no-progress"]
+    if args.workers_per_gpu:  # else the sweep measures one run and chooses
+        argv += ["--workers-per-gpu", str(args.workers_per_gpu)]
     argv += [f"--set={item}" for item in args.set]
     for flag, value in (("--workers", args.workers), ("--storage", args.storage),
                         ("--tracking-uri", args.tracking_uri)):
@@ -99,7 +100,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--storage", help="Optuna storage passed to the sweep (default: <runs-dir>/optuna.journal)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI passed to the sweep (default: <runs-dir>/mlflow.db)")
     p.add_argument("--gpus", default="auto", help="passed to the sweep: GPU ids, 'auto' (default) or 'none'")
-    p.add_argument("--workers-per-gpu", type=launcher.positive_int, default=1, metavar="N",
+    p.add_argument("--workers-per-gpu", type=launcher.positive_int, default=None, metavar="N",
                    help="passed to the sweep: workers sharing each GPU (default 1)")
     p.add_argument("--workers", type=int, default=0, help="CPU workers per sweep (default: the runner's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

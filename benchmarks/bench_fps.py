@@ -64,6 +64,16 @@ def onnx_runtime(module: torch.nn.Module, image: torch.Tensor, folder: Path, lab
     return lambda: session.run(None, feed)
 
 
+def unavailable(runtime: str, device: torch.device) -> str | None:
+    """Why ``runtime`` cannot run on ``device`` here (None: it can)."""
+    if runtime == "ort" and device.type == "cuda":
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return "the installed onnxruntime has no CUDA provider (pip install onnxruntime-gpu)"
+    return None
+
+
 def build_runners(runtimes: list[str], image: torch.Tensor, folder: Path, device: torch.device) -> dict:
     runners = {}
     for label, (name, opts) in MODELS.items():
@@ -147,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--runtimes: unknown on {device.type}: {', '.join(unknown)}; expected a subset of "
                      f"{', '.join(allowed)}")
+    for runtime in list(runtimes):
+        reason = unavailable(runtime, device)
+        if reason:
+            print(f"note: skipping runtime {runtime}: {reason}")
+            runtimes.remove(runtime)
+    if not runtimes:
+        parser.error("--runtimes: none of them can run here")
     print(f"device={device} threads={torch.get_num_threads()} input=1x3x{args.height}x{args.width} "
           f"torch={torch.__version__} runtimes={','.join(runtimes)}")
     image = torch.rand(1, 3, args.height, args.width, device=device)

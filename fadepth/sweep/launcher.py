@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from fadepth.errors import add_debug_flag, guarded
+from fadepth.sweep.packing import auto_workers_per_gpu
 from fadepth.sweep.plan import Plan, duplicate_lines, print_dry_run
 from fadepth.sweep.session import Sweep, others_running, progress_bar, summarise, update_bar
 
@@ -45,9 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", default="auto",
                    help="comma-separated GPU ids, one worker per id with CUDA_VISIBLE_DEVICES set; 'auto' "
                         "(default): every visible GPU, or CPU workers when there is none; 'none': CPU workers")
-    p.add_argument("--workers-per-gpu", type=positive_int, default=1, metavar="N",
+    p.add_argument("--workers-per-gpu", type=positive_int, default=None, metavar="N",
                    help="workers sharing each GPU (several small runs on one large GPU); each sees only its own "
-                        "device through CUDA_VISIBLE_DEVICES (default: 1; no effect on CPU workers)")
+                        "device through CUDA_VISIBLE_DEVICES (default: chosen from one run's measured peak memory "
+                        "and the CPU cores, and printed; no effect on CPU workers)")
     p.add_argument("--workers", type=int, default=None,
                    help="CPU worker processes when no GPU is used (default: one per CPU core, at most 8)")
     p.add_argument("--runs-dir", default="runs", help="embedded stores, checkpoints and logs (default: ./runs)")
@@ -112,7 +114,10 @@ def start_workers(sweep: Sweep, args: argparse.Namespace) -> list[subprocess.Pop
     from fadepth.sweep.worker import WorkerContext
 
     gpu_ids = resolve_gpus(args.gpus)
-    gpus = worker_devices(gpu_ids, getattr(args, "workers_per_gpu", 1), args.workers)
+    per_gpu = getattr(args, "workers_per_gpu", None)
+    if per_gpu is None:
+        per_gpu = auto_workers_per_gpu(sweep.plan, gpu_ids) if gpu_ids and sweep.plan.cells else 1
+    gpus = worker_devices(gpu_ids, per_gpu, args.workers)
     log_dir = sweep.runs_dir / "logs" / sweep.study_name
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
