@@ -205,8 +205,13 @@ def log_to_sweep_run(spec, tracking_uri: str, profile: str, study: str | None, r
 
 
 # ----------------------------------------------------------------------------------- command line
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="reports/build.py", description=(
+def parse_args(argv: Sequence[str] | None, prog: str = "reports/build.py") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
+        "examples:\n"
+        "  python reports/build.py ablations/table_v.yaml --profile smoke     # same as: fadepth report ...\n"
+        "  python reports/build.py --all\n"
+        "  python reports/build.py ablations/table_v.yaml --profile synthetic --out reports/synth\n"
+        "  cd reports/out && pdflatex report.tex\n"), description=(
         "Build the paper's tables (ours beside the paper's: .tex/.md/.csv), figures and report.tex "
         "from the sweep's MLflow runs."))
     parser.add_argument("spec", nargs="?", help="an ablations/table_*.yaml spec")
@@ -246,8 +251,9 @@ def print_next_steps(out: Path, tracking_uri: str) -> None:
         print(f"Browse and compare the runs in the MLflow UI at {tracking_uri}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "reports/build.py") -> int:
+    """``reports/build.py`` (and ``fadepth report``, `prog`)."""
+    args = parse_args(argv, prog)
     tracking_uri = args.tracking_uri or default_tracking_uri()
     paths = sorted((REPO_ROOT / "ablations").glob("table_*.yaml")) if args.all else [Path(args.spec)]
     built = 0

@@ -31,12 +31,22 @@ from fadepth.sweep.session import Sweep, others_running, progress_bar, summarise
 
 log = logging.getLogger("fadepth.sweep")
 INTERRUPT_GRACE_S = 60.0
+SWEEP_EXAMPLES = """\
+examples:
+  python sweeps/run.py ablations/table_v.yaml --profile smoke           # CPU minutes; same as: fadepth sweep ...
+  python sweeps/run.py ablations/table_vii.yaml --dry-run               # the scheme x seed table, runs nothing
+  python sweeps/run.py ablations/table_v.yaml --profile synthetic --seeds 0,1,2 --workers 2
+  python sweeps/run.py ablations/table_vii.yaml --profile paper --gpus 0,1,2,3
+A finished run keeps weights.pt and drops its training state checkpoint.pt (--keep-training-state keeps it);
+an unfinished run keeps both, so the same command resumes it.
+"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "sweeps/run.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="sweeps/run.py",
-        description="Rerun one table of the FA-Depth paper: one trial per scheme x seed, tracked in MLflow.")
+        prog=prog,
+        description="Rerun one table of the FA-Depth paper: one trial per scheme x seed, tracked in MLflow.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SWEEP_EXAMPLES)
     p.add_argument("spec", help="sweep spec, e.g. ablations/table_v.yaml")
     p.add_argument("--profile", default="paper", help="profile of the spec: smoke | paper | ... (default: paper)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the spec's / profile's)")
@@ -174,15 +184,15 @@ def log_sweep_fps(sweep: Sweep) -> None:
 
 
 # ------------------------------------------------------------------------------------ main
-def main(argv: list[str] | None = None) -> int:
-    """``sweeps/run.py``: every error ends as one line (:mod:`fadepth.errors`)."""
+def main(argv: list[str] | None = None, prog: str = "sweeps/run.py") -> int:
+    """``sweeps/run.py`` (and ``fadepth sweep``, `prog`): every error ends as one line (:mod:`fadepth.errors`)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # Ctrl-C must reach the wait loop even when started from a background shell job (which inherits
     # SIGINT as ignored, so Python would never raise KeyboardInterrupt).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    return guarded("sweeps/run.py", lambda: run(args), debug=args.debug)
+    args = build_parser(prog).parse_args(argv)
+    return guarded(prog, lambda: run(args), debug=args.debug)
 
 
 def run(args: argparse.Namespace) -> int:
