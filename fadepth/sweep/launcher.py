@@ -76,6 +76,9 @@ def build_parser(prog: str = "sweeps/run.py") -> argparse.ArgumentParser:
     p.add_argument("--no-data-check", dest="data_check", action="store_false",
                    help="skip the pre-flight of data and checkpoint files (e.g. a --dry-run of the paper profile "
                         "on a machine without the dataset); configs, models and devices are still checked")
+    p.add_argument("--keep-training-state", action="store_true",
+                   help="keep each finished run's checkpoint.pt (optimiser, pose net, RNG: what resuming needs); by "
+                        "default a finished run keeps only weights.pt (eval, predict, export), an unfinished one both")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_debug_flag(p)
     p.add_argument("--launcher", choices=("local", "slurm"), default="local",
@@ -128,7 +131,7 @@ def start_workers(sweep: Sweep, args: argparse.Namespace) -> list[subprocess.Pop
             spec_path=str(sweep.plan.spec.path), profile=sweep.plan.profile, study_name=sweep.study_name,
             storage_url=sweep.storage_url, tracking_uri=sweep.tracking_uri, experiment_id=sweep.experiment_id,
             parent_run_id=sweep.parent_run_id, runs_dir=str(sweep.runs_dir), extra=sweep.plan.extra,
-            git_commit=sweep.git_commit, gpu=gpu, index=i)
+            git_commit=sweep.git_commit, gpu=gpu, index=i, keep_training_state=sweep.plan.keep_training_state)
         env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                           env.get("PYTHONPATH")]))

@@ -34,6 +34,7 @@ class Plan:
                                   f"schemes: {', '.join(self.schemes)}")
             self.schemes = [s for s in self.schemes if s in wanted]
         self.data_check = getattr(args, "data_check", True)
+        self.keep_training_state = bool(getattr(args, "keep_training_state", False))  # finished runs' checkpoint.pt
         checked: set[str] = set()
         for scheme in self.schemes:  # every config and data file must validate before anything is written
             for seed in self.seeds:

@@ -58,6 +58,7 @@ class WorkerContext:
     git_commit: str = "unknown"
     gpu: str | None = None
     index: int = 0
+    keep_training_state: bool = False  # sweeps/run.py --keep-training-state: finished runs keep checkpoint.pt
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -108,10 +109,11 @@ class Objective:
         trial.set_user_attr(st.ATTR_HOST, self.host)
         trial.set_user_attr(st.ATTR_PID, self.pid)
         done = tr.finished_child_run(self.client, self.ctx.experiment_id, self.ctx.study_name, cell)
+        out_dir = Path(self.ctx.runs_dir) / "train" / self.ctx.study_name / run_dir_name(scheme) / f"seed{seed}"
         if done is not None:  # logged completely by an earlier worker that died before telling Optuna
             trial.set_user_attr("mlflow_run_id", done.info.run_id)
+            self.drop_training_state(out_dir)
             return self.primary_value(done.data.metrics)
-        out_dir = Path(self.ctx.runs_dir) / "train" / self.ctx.study_name / run_dir_name(scheme) / f"seed{seed}"
         cfg = self.spec.resolve(scheme, seed, self.ctx.profile, {**extra, "train.out_dir": str(out_dir)})
         run_id = resume_preempted_run(self.client, self.ctx, cell, self.tags(trial, cell, scheme, seed, cfg))
         new_run = run_id is None
@@ -146,7 +148,19 @@ class Objective:
             log.error("cell %s failed:\n%s", cell, "".join(traceback.format_exception(exc)))
             raise
         self.client.set_terminated(run_id, status="FINISHED")
+        self.drop_training_state(out_dir)
         return value
+
+    def drop_training_state(self, out_dir: Path) -> None:
+        """A finished run keeps ``weights.pt`` (eval, predict, export) and drops ``checkpoint.pt``, its resumable
+        training state (optimiser, pose net, RNG: ~10x the weights), unless ``--keep-training-state``.  Only
+        called once the run is FINISHED in MLflow: an unfinished run keeps everything, so it resumes."""
+        from fadepth.checkpoint import STATE_NAME, WEIGHTS_NAME
+
+        state = out_dir / STATE_NAME
+        if self.ctx.keep_training_state or self.spec.kind != "train" or not (out_dir / WEIGHTS_NAME).is_file():
+            return
+        state.unlink(missing_ok=True)
 
     def cell_of(self, trial: optuna.Trial) -> tuple[str, str, int, dict[str, Any]]:
         extra = dict(self.ctx.extra)

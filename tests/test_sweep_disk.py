@@ -1,0 +1,71 @@
+"""Disk (issue 23): a finished sweep run keeps weights.pt and drops its training state checkpoint.pt, unless
+``--keep-training-state``; a run that did not finish keeps both (it resumes from checkpoint.pt).
+
+The trainer is a stub (``FADEPTH_SWEEP_TRAIN_FN``) that writes both files the way fadepth.train does, so the
+test exercises the runner's bookkeeping alone, in seconds."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE_BASE = REPO / "ablations" / "base" / "smoke.yaml"
+
+STUB = '''
+from pathlib import Path
+from types import SimpleNamespace
+
+
+def train(cfg, callbacks=(), resume=True):
+    out = Path(cfg.train.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "weights.pt").write_bytes(b"weights")
+    (out / "checkpoint.pt").write_bytes(b"training state")
+    if cfg.model.pb_dsr == 0.5:
+        raise RuntimeError("stub: this scheme fails after its checkpoint was written")
+    metrics = {"abs_rel": 0.4 + cfg.model.pb_dsr / 10, "sq_rel": 1.0, "rmse": 2.0, "rmse_log": 0.3, "a1": 0.5,
+               "a2": 0.7, "a3": 0.9}
+    return SimpleNamespace(metrics=metrics, checkpoint=out / "checkpoint.pt", weights=out / "weights.pt",
+                           iterations=cfg.train.iterations)
+'''
+
+
+def sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", FADEPTH_SWEEP_TRAIN_FN="disk_stub:train",
+               PYTHONPATH=str(tmp_path))
+    return subprocess.run([sys.executable, str(REPO / "sweeps" / "run.py"), str(tmp_path / "disk.yaml"), "--profile",
+                           "smoke", "--no-progress", "--workers", "1", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def run_dirs(tmp_path: Path) -> dict[str, set[str]]:
+    """{scheme: files of its seed0 folder}."""
+    return {d.parent.name: {f.name for f in d.iterdir()} for d in (tmp_path / "runs" / "train").glob("*/*/seed0")}
+
+
+def test_finished_runs_drop_their_training_state(tmp_path):
+    (tmp_path / "disk_stub.py").write_text(STUB)
+    (tmp_path / "disk.yaml").write_text(textwrap.dedent(f"""\
+        name: disk_test
+        title: disk test
+        base: {SMOKE_BASE}
+        seeds: [0]
+        profiles:
+          smoke: {{overrides: {{data.height: 32, data.width: 96, train.iterations: 2, eval.max_images: 2}}}}
+          paper: {{}}
+        schemes:
+          - {{name: done, overrides: {{model.pb_dsr: 0.1}}}}
+          - {{name: fails, overrides: {{model.pb_dsr: 0.5}}}}
+          - {{name: kept, overrides: {{model.pb_dsr: 0.2}}}}
+        """))
+    proc = sweep(tmp_path, "--only", "done,fails")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    files = run_dirs(tmp_path)
+    assert files["done"] >= {"weights.pt"} and "checkpoint.pt" not in files["done"], files
+    assert {"weights.pt", "checkpoint.pt"} <= files["fails"], files  # unfinished: everything stays
+    proc = sweep(tmp_path, "--only", "kept", "--keep-training-state")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {"weights.pt", "checkpoint.pt"} <= run_dirs(tmp_path)["kept"]
