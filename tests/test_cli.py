@@ -185,3 +185,25 @@ def test_sweep_and_report_are_the_scripts_entry_points(tmp_path, capsys):
     assert fadepth(["report", str(REPO / "ablations" / "table_v.yaml"), "--profile", "smoke", "--tracking-uri",
                     f"sqlite:///{tmp_path / 'none.db'}", "--out", str(tmp_path / "out")]) == 1
     assert "run a sweep first" in capsys.readouterr().err
+
+
+def test_eval_predict_and_complexity_show_progress_bars(weights_64x208, tmp_path, monkeypatch, capsys):
+    """Each long step runs under a tqdm bar (enabled; tests run with TQDM_DISABLE, so the calls are recorded)."""
+    import numpy as np
+    import tqdm
+    from PIL import Image
+
+    real, bars = tqdm.tqdm, []
+
+    def recording(*args, **kwargs):
+        bars.append((kwargs.get("desc"), kwargs.get("disable"), kwargs.get("total")))
+        return real(*args, **{**kwargs, "disable": True})
+
+    monkeypatch.setattr(tqdm, "tqdm", recording)
+    assert fadepth(["eval", "--checkpoint", str(weights_64x208)]) == 0
+    Image.fromarray((np.random.rand(40, 100, 3) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray((np.random.rand(40, 100, 3) * 255).astype(np.uint8)).save(tmp_path / "b.png")
+    assert fadepth(["predict", "--checkpoint", str(weights_64x208), str(tmp_path), "--out", str(tmp_path / "o")]) == 0
+    assert fadepth(["complexity", "--models", "smalldepth", "--no-fps", "--height", "64", "--width", "192"]) == 0
+    assert ("eval (synthetic)", False, 2) in bars and ("predict", False, 2) in bars, bars
+    assert any(desc == "complexity" and disable is False for desc, disable, _ in bars), bars

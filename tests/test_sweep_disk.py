@@ -63,9 +63,41 @@ def test_finished_runs_drop_their_training_state(tmp_path):
         """))
     proc = sweep(tmp_path, "--only", "done,fails")
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    # a fresh store: no MLflow INFO chatter, no Optuna ExperimentalWarning; the FPS timing says what it does
+    for noise in ("Creating initial MLflow database tables", "INFO mlflow", "ExperimentalWarning"):
+        assert noise not in proc.stdout + proc.stderr, proc.stderr
+    assert "measuring FPS" in proc.stdout
     files = run_dirs(tmp_path)
     assert files["done"] >= {"weights.pt"} and "checkpoint.pt" not in files["done"], files
     assert {"weights.pt", "checkpoint.pt"} <= files["fails"], files  # unfinished: everything stays
     proc = sweep(tmp_path, "--only", "kept", "--keep-training-state")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[0].endswith(": 0 done, 1 queued now, 0 already queued/running")
     assert {"weights.pt", "checkpoint.pt"} <= run_dirs(tmp_path)["kept"]
+
+
+def test_queued_line_names_failed_runs_only_when_there_are_some():
+    from fadepth.sweep.launcher import queued_line
+
+    counts = {"done": 3, "enqueued": 5, "queued": 0, "running": 0, "failed": 0}
+    assert queued_line("s", counts) == "s: 3 done, 5 queued now, 0 already queued/running"
+    line = queued_line("s", {**counts, "failed": 2})
+    assert line.endswith("2 failed earlier and not re-run (--retry-failed re-runs them)") and "skipped" not in line
+
+
+def test_resumed_sweep_eta_counts_only_this_sessions_runs(monkeypatch):
+    """Cells done before this start are the bar's `initial`: tqdm's rate (the ETA) is (n - initial) / elapsed."""
+    from types import SimpleNamespace
+
+    import tqdm
+
+    from fadepth.sweep.session import progress_bar
+
+    made = {}
+    monkeypatch.setattr(tqdm, "tqdm", lambda **kwargs: made.update(kwargs) or SimpleNamespace(**kwargs))
+    fake = SimpleNamespace(plan=SimpleNamespace(cells=list(range(8)), spec=None), study_name="s",
+                           progress=lambda: {"done": 5, "failed": 1, "running": 0})
+    progress_bar(fake, show_progress=True)
+    assert (made["total"], made["initial"]) == (8, 6)
+    meter = tqdm.std.tqdm.format_meter(n=7, total=8, elapsed=10.0, initial=6)  # one run in 10 s: 10 s left
+    assert "00:10<00:10" in meter, meter

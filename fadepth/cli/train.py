@@ -114,11 +114,8 @@ def _start_tracking(cfg, args: argparse.Namespace):
     """(client, run id, trainer callbacks) of a new MLflow run for this training."""
     from pathlib import Path
 
-    import logging
+    from fadepth.sweep import tracking as tr  # (quiets MLflow's INFO logging)
 
-    from fadepth.sweep import tracking as tr
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no schema-migration chatter around the run's output
     uri = args.tracking_uri or _default_uri()
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)

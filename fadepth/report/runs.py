@@ -8,15 +8,21 @@ run wins.  Tag names come from :mod:`fadepth.contracts`.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import mlflow
-import pandas as pd
-from mlflow.tracking import MlflowClient
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no artifact download bars in the report
 
-from fadepth import contracts as c
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from fadepth import contracts as c  # noqa: E402
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial MLflow database tables" at INFO
 
 SCHEME_TAG, SEED_TAG = f"tags.{c.SCHEME}", f"tags.{c.SEED}"
 PROFILE_TAG, STUDY_TAG = f"tags.{c.PROFILE}", f"tags.{c.STUDY}"

@@ -182,6 +182,9 @@ def log_sweep_fps(sweep: Sweep) -> None:
     logged = sweep.client.get_run(sweep.parent_run_id).data.metrics
     if any(name.startswith(contracts.FPS_METRIC.format("")) for name in logged):
         return  # measured by an earlier run of the same command
+    if sweep.plan.spec.kind == "train":
+        print("measuring FPS once per architecture (batch 1, 50 timed runs each, now that no run competes)...",
+              flush=True)
     fps = sweep_fps(sweep.plan.spec, sweep.plan.profile, sweep.plan.extra, sweep.plan.schemes)
     tr.log_sweep_fps(sweep.client, sweep.parent_run_id, fps)
 
@@ -219,11 +222,18 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
+def queued_line(study_name: str, queued: dict[str, int]) -> str:
+    """What this start does: runs done before, queued now, already queued elsewhere, failed and left alone."""
+    line = (f"{study_name}: {queued['done']} done, {queued['enqueued']} queued now, "
+            f"{queued['queued'] + queued['running']} already queued/running")
+    if queued["failed"]:
+        line += f", {queued['failed']} failed earlier and not re-run (--retry-failed re-runs them)"
+    return line
+
+
 def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str, int] | None) -> int:
     if queued is not None:
-        print(f"{sweep.study_name}: {queued['done']} done, {queued['enqueued']} queued now, "
-              f"{queued['queued'] + queued['running']} already queued/running, "
-              f"{queued['failed']} failed (skipped; --retry-failed re-runs them)")
+        print(queued_line(sweep.study_name, queued))
     from fadepth.sweep import study as st
 
     if plan.cells and not st.has_waiting(sweep.study) and not others_running(sweep):
@@ -251,14 +261,14 @@ def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str,
                 p.kill()
                 p.wait()
         sweep.repair()
+    if completed and not args.worker_only:
+        log_sweep_fps(sweep)  # before the summary, so the sweep's last lines are its result
     counts = summarise(sweep)
     if not completed:
         sweep.finish("KILLED")
         print("interrupted: re-run the same command to finish the remaining runs", file=sys.stderr)
         return 130
     ok = counts["done"] == len(plan.cells) if plan.cells else True
-    if not args.worker_only:
-        log_sweep_fps(sweep)
     sweep.finish("FINISHED" if ok else "FAILED")
     bad = [p.pid for p in procs if p.returncode not in (0, 130)]
     if bad:

@@ -13,6 +13,7 @@ The store, experiment and parent run are created by the launcher before any work
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -22,12 +23,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download / upload bars in our output
 
 import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from fadepth import contracts as c  # noqa: E402 - the tag names' owner; re-exported below for callers
+
+# MLflow logs its schema creation / migration ("Creating initial MLflow database tables...") at INFO on its own
+# handler: keep its warnings, drop the chatter around our progress bars.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 ROLE, TABLE, SCHEME, SEED = c.ROLE, c.TABLE, c.SCHEME, c.SEED
 SPEC_HASH, PROFILE, GIT, DEVICE, VERSIONS = c.SPEC_HASH, c.PROFILE, c.GIT, c.DEVICE, c.VERSIONS
