@@ -219,7 +219,7 @@ class CurveLogger:
 
 # ---------------------------------------------------------------------------------- depth panels
 class PanelLogger:
-    """Trainer callback: a depth panel (input | prediction | ground truth | error) of one fixed validation
+    """Trainer callback: a depth panel (labelled 2 x 2 grid: input, prediction, ground truth, error) of one fixed validation
     frame after every validation and at the end, as ``mlflow.log_image(key=panels, step=iteration)``."""
 
     def __init__(self, client: MlflowClient, run_id: str, cfg):
