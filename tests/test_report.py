@@ -145,6 +145,15 @@ def test_figures_document_and_artifacts(built, store):
     assert {"report/table_v.tex", "report/table_v.md", "report/table_v.csv"} <= {a.path for a in logged}
 
 
+def test_experiment_description_holds_the_verdicts_and_claims_table(built, store):
+    """MLflow renders the experiment's note as Markdown when the experiment is opened: who wins, at first sight."""
+    note = mlflow.MlflowClient(tracking_uri=store).get_experiment_by_name("table_v").tags[runs.NOTE_TAG]
+    assert note.startswith("## Table V: drop rates") and "Verdict on 2 paper claim(s)" in note
+    header = next(line for line in note.splitlines() if line.startswith("| Scheme"))
+    assert "Verdict" in header and "Ours AbsRel ↓" in header
+    assert "All metrics" not in note and "/tmp" not in note  # the claims table only; no absolute path
+
+
 def test_no_finished_runs_is_a_clear_error(store, tmp_path, monkeypatch, capsys):
     spec = make_spec(spec_hash="ffffffffffff")
     monkeypatch.setattr(report, "load_spec", lambda path: spec)

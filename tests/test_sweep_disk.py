@@ -1,5 +1,7 @@
-"""Disk (issue 23): a finished sweep run keeps weights.pt and drops its training state checkpoint.pt, unless
-``--keep-training-state``; a run that did not finish keeps both (it resumes from checkpoint.pt).
+"""A sweep as a new user meets it (issue 23). Disk: a finished run keeps weights.pt and drops its training state
+checkpoint.pt, unless ``--keep-training-state``; a run that did not finish keeps both (it resumes from
+checkpoint.pt).  Output: no MLflow / Optuna noise, the FPS step says what it does.  MLflow: child runs carry
+only the varied keys and the recipe as params, the sweep run one ``<metric>/<scheme>`` per scheme.
 
 The trainer is a stub (``FADEPTH_SWEEP_TRAIN_FN``) that writes both files the way fadepth.train does, so the
 test exercises the runner's bookkeeping alone, in seconds."""
@@ -70,10 +72,35 @@ def test_finished_runs_drop_their_training_state(tmp_path):
     files = run_dirs(tmp_path)
     assert files["done"] >= {"weights.pt"} and "checkpoint.pt" not in files["done"], files
     assert {"weights.pt", "checkpoint.pt"} <= files["fails"], files  # unfinished: everything stays
+    check_mlflow(tmp_path)
     proc = sweep(tmp_path, "--only", "kept", "--keep-training-state")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[0].endswith(": 0 done, 1 queued now, 0 already queued/running")
     assert {"weights.pt", "checkpoint.pt"} <= run_dirs(tmp_path)["kept"]
+
+
+def check_mlflow(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from fadepth.sweep.spec import RECIPE_KEYS
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("disk_test")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`fadepth.role` = 'sweep'")
+    assert abs(parent.data.metrics["abs_rel/done"] - 0.41) < 1e-9 and "abs_rel/fails" not in parent.data.metrics
+    assert parent.data.metrics["a1/done"] == 0.5
+    (done,) = client.search_runs([exp.experiment_id], "tags.`fadepth.scheme` = 'done'")
+    params = done.data.params
+    assert set(RECIPE_KEYS) | {"model.pb_dsr", "train.seed"} <= set(params) and len(params) < 25, sorted(params)
+    assert "loss.cr.ssim_weight" not in params  # the full config is the artifact, not params
+    assert "config.yaml" in {a.path for a in client.list_artifacts(done.info.run_id)}
+
+
+def test_scheme_metric_names_are_valid_mlflow_names():
+    from fadepth.sweep.tracking import scheme_metric_name
+
+    assert scheme_metric_name("abs_rel", "sch4*") == "abs_rel/sch4_star"
+    assert scheme_metric_name("a1", "L_py (sum)+x") == "a1/L_py _sum__x"
 
 
 def test_queued_line_names_failed_runs_only_when_there_are_some():

@@ -272,6 +272,16 @@ def to_markdown(comparison: Comparison, caption: str, seeds: Sequence[int]) -> s
     return "\n".join(parts) + "\n"
 
 
+def claims_markdown(comparison: Comparison, caption: str, seeds: Sequence[int]) -> str:
+    """The verdict summary and the claims table (no all-metrics table), in Markdown: the MLflow experiment's
+    description (:func:`fadepth.report.experiment_note`)."""
+    style = Style(latex=False)
+    claims, claims_mask = claims_display(comparison, style)
+    parts = [summary_text(comparison, style, seeds), "", _markdown(claims, claims_mask), "", f"*{caption}*"]
+    under = unfinished_text(comparison, style)
+    return "\n".join(parts + (["", under] if under else [])) + "\n"
+
+
 def caption_text(spec, comparison: Comparison, profile: str | None, seeds: Sequence[int], what: str,
                  latex: bool = True) -> str:
     """Caption: the table, profile, seeds, what ours and the interval are, Δ and bold rules."""

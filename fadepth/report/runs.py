@@ -253,6 +253,21 @@ def log_artifacts(tracking_uri: str, run_id: str, files: Sequence[Path], artifac
         client.log_artifact(run_id, str(file), artifact_path=artifact_path)
 
 
+NOTE_TAG = "mlflow.note.content"  # the experiment's description, rendered as Markdown by the MLflow UI
+NOTE_LIMIT = 19_000  # MLflow refuses experiment tag values over 20,000 characters
+
+
+def set_experiment_note(tracking_uri: str, experiment: str, markdown: str) -> None:
+    """Make `markdown` the description of the experiment named `experiment` (shown when it is opened)."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return
+    if len(markdown) > NOTE_LIMIT:
+        markdown = markdown[:NOTE_LIMIT] + "\n\n... (cut: see the report's Markdown artifact on the sweep run)\n"
+    client.set_experiment_tag(exp.experiment_id, NOTE_TAG, markdown)
+
+
 def log_table(tracking_uri: str, run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
     """A table as an MLflow table artifact (shown in the run's artifact view and the evaluation tab)."""
     with tracking(tracking_uri):

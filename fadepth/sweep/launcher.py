@@ -189,6 +189,14 @@ def log_sweep_fps(sweep: Sweep) -> None:
     tr.log_sweep_fps(sweep.client, sweep.parent_run_id, fps)
 
 
+def log_scheme_metrics(sweep: Sweep) -> None:
+    """``<metric>/<scheme>`` (mean over seeds) on the sweep run: one chart there compares the schemes."""
+    from fadepth.sweep import tracking as tr
+
+    tr.log_scheme_metrics(sweep.client, sweep.experiment_id, sweep.study_name, sweep.parent_run_id,
+                          list(sweep.plan.spec.metrics.columns))
+
+
 # ------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None, prog: str = "sweeps/run.py") -> int:
     """``sweeps/run.py`` (and ``fadepth sweep``, `prog`): every error ends as one line (:mod:`fadepth.errors`)."""
@@ -248,6 +256,7 @@ def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str,
         if not args.wait:
             return 0
         sweep.repair()
+        log_scheme_metrics(sweep)
         counts = summarise(sweep)
         ok = counts["done"] == len(plan.cells) if plan.cells else True
         sweep.finish("FINISHED" if ok else "FAILED")
@@ -263,6 +272,7 @@ def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str,
         sweep.repair()
     if completed and not args.worker_only:
         log_sweep_fps(sweep)  # before the summary, so the sweep's last lines are its result
+        log_scheme_metrics(sweep)
     counts = summarise(sweep)
     if not completed:
         sweep.finish("KILLED")

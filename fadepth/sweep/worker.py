@@ -120,7 +120,7 @@ class Objective:
         if new_run:
             run_id = tr.start_child_run(
                 self.client, self.ctx.experiment_id, self.ctx.parent_run_id, run_name=contracts.run_name(scheme, seed),
-                tags=self.tags(trial, cell, scheme, seed, cfg), params=cfg.to_flat_dict())
+                tags=self.tags(trial, cell, scheme, seed, cfg), params=self.logged_params(cfg))
         trial.set_user_attr("mlflow_run_id", run_id)
         try:  # from here on any error is recorded on both the trial and the run (e.g. a read-only artifact store)
             if new_run:
@@ -152,15 +152,12 @@ class Objective:
         return value
 
     def drop_training_state(self, out_dir: Path) -> None:
-        """A finished run keeps ``weights.pt`` (eval, predict, export) and drops ``checkpoint.pt``, its resumable
-        training state (optimiser, pose net, RNG: ~10x the weights), unless ``--keep-training-state``.  Only
-        called once the run is FINISHED in MLflow: an unfinished run keeps everything, so it resumes."""
+        """A FINISHED run keeps weights.pt and drops checkpoint.pt (the resumable training state, ~10x larger)
+        unless --keep-training-state; an unfinished run never gets here, so it keeps both and resumes."""
         from fadepth.checkpoint import STATE_NAME, WEIGHTS_NAME
 
-        state = out_dir / STATE_NAME
-        if self.ctx.keep_training_state or self.spec.kind != "train" or not (out_dir / WEIGHTS_NAME).is_file():
-            return
-        state.unlink(missing_ok=True)
+        if not self.ctx.keep_training_state and self.spec.kind == "train" and (out_dir / WEIGHTS_NAME).is_file():
+            (out_dir / STATE_NAME).unlink(missing_ok=True)
 
     def cell_of(self, trial: optuna.Trial) -> tuple[str, str, int, dict[str, Any]]:
         extra = dict(self.ctx.extra)
@@ -219,6 +216,14 @@ class Objective:
         return value
 
     # ------------------------------------------------------------------------------ logging
+    def logged_params(self, cfg) -> dict[str, Any]:
+        """MLflow params: the recipe columns, every key the spec / profile / --set vary (the dry-run table's
+        columns) and the seed, not ~120 keys; the whole config is the ``config.yaml`` artifact."""
+        flat = cfg.to_flat_dict()
+        keys = self.spec.dry_run_keys(self.spec.scheme_names, self.ctx.profile)
+        keys += [k for k in (*self.ctx.extra, "train.seed") if k not in keys]
+        return {k: flat[k] for k in keys if k in flat}
+
     def tags(self, trial: optuna.Trial, cell: str, scheme: str, seed: int, cfg) -> dict[str, Any]:
         return {
             tr.TABLE: self.spec.name, tr.SCHEME: scheme, tr.SEED: seed, tr.SPEC_HASH: self.spec.spec_hash,
