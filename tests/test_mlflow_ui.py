@@ -171,6 +171,9 @@ def test_runs_named_scheme_seed_chart_of_the_primary_metric_and_compare_view(bro
     page.locator("th", has_text="Verdict").first.wait_for()  # rendered as a table, not raw Markdown
     page.get_by_text("Verdict on", exact=False).first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "mlflow_ui_description.png"), full_page=True)
+    collapse = page.locator("[data-component-id='mlflow.experiment.metadata_editor.collapse_button']")
+    if collapse.count():  # fold it again: expanded, it pushes the charts below out of the (virtualised) view
+        collapse.first.click()
 
     # Runs page (docs/mlflow-ui.md, "Compare the schemes of one table"): the sweep run, expanded (+) -> its runs.
     page.goto(f"{base}/#/experiments/{experiment_id}/runs", wait_until="domcontentloaded")
