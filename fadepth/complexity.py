@@ -285,21 +285,27 @@ def measure_fps(model: nn.Module, height: int, width: int, device="auto", warmup
 # ----------------------------------------------------------------------------- rows and table
 
 def complexity_rows(names, height: int, width: int, device="auto", fps: bool = True, reps: int = 50,
-                    warmup: int = 10, convt: str = "output", ops: str = "conv") -> list[dict]:
-    """One dict per registered model name (see the module docstring for units and conventions)."""
+                    warmup: int = 10, convt: str = "output", ops: str = "conv", progress: bool = False) -> list[dict]:
+    """One dict per registered model name (see the module docstring for units and conventions);
+    `progress`: a tqdm bar over the models on stderr, saying which step (counting, timing FPS) runs."""
+    from tqdm import tqdm
+
     from fadepth.models import create, entry
     from fadepth.utils import resolve_device
 
     dev = resolve_device(device)
     rows = []
-    for name in names:
+    bar = tqdm(names, desc="complexity", unit="model", disable=not progress, dynamic_ncols=True, leave=False)
+    for name in bar:
         kind = entry(name).kind
         in_channels = 6 if kind == "pose" else 3
+        bar.set_postfix_str(f"{name}: counting")
         model = create(name).eval()
         row = {"name": name, "kind": kind, "n_blocks": count_blocks(model)}
         row |= count_complexity(model, height, width, in_channels, convt, ops)
         row["fps"] = None
         if fps:
+            bar.set_postfix_str(f"{name}: measuring FPS ({reps} runs)")
             row["fps"] = measure_fps(deployed(model)[0], height, width, dev, warmup, reps,
                                      in_channels, deploy=False)
         row |= {"device": str(dev), "height": height, "width": width, "reps": reps if fps else 0}

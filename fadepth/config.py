@@ -9,6 +9,7 @@ key or a wrong type raises :class:`ConfigError` naming the source, the key and w
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 from pathlib import Path
@@ -305,11 +306,33 @@ def check_key(key: str, schema: type[BaseModel] = ExperimentConfig) -> None:
         if fields is None or part not in fields:
             where = ".".join(key.split(".")[:i]) or "<top level>"
             known = ", ".join(sorted(fields)) if fields else "(none: it is a value)"
-            raise ConfigError(f"unknown key {key!r}: {where} has no field {part!r}; known: {known}")
+            raise ConfigError(f"unknown key {key!r}: {where} has no field {part!r}{did_you_mean(key, schema)}; "
+                              f"known: {known}")
         model = fields[part].annotation
         if isinstance(model, type) and issubclass(model, BaseModel):
             continue
         model = None if i < len(key.split(".")) - 1 else model
+
+
+def did_you_mean(key: str, schema: type[BaseModel] = ExperimentConfig) -> str:
+    """`` (did you mean 'model.pb_dsr'?)`` for a mistyped dotted key (difflib), or '' when nothing is close."""
+    known = schema_keys(schema)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    if not close:  # a typo in the last part only: compare it with its siblings
+        parent, _, last = key.rpartition(".")
+        siblings = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == parent]
+        close = [f"{parent}.{m}" if parent else m for m in difflib.get_close_matches(last, siblings, n=1, cutoff=0.6)]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def schema_keys(schema: type[BaseModel] = ExperimentConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of a schema, sections included (``model``, ``model.etm``, ``model.etm.pb_t``, ...)."""
+    out = []
+    for name, info in schema.model_fields.items():
+        out.append(prefix + name)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            out += schema_keys(info.annotation, f"{prefix}{name}.")
+    return out
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -371,7 +394,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            items.append(f"{key}: unknown key")
+            items.append(f"{key}: unknown key{did_you_mean(key)}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             items.append(f"{key}: {msg} (got {err.get('input')!r})")

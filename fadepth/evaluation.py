@@ -197,14 +197,22 @@ def evaluate_model(
     device: Any = None,
     batch_size: int = 8,
     max_images: int | None = None,
+    progress: bool = False,
 ) -> dict[str, float]:
-    """Evaluate `depth_net` on a test set following the test-sample contract (uses `test_set.protocol`)."""
+    """Evaluate `depth_net` on a test set following the test-sample contract (uses `test_set.protocol`);
+    `progress`: a tqdm bar over the images on stderr."""
+    from tqdm import tqdm
+
     n = len(test_set) if max_images is None else min(len(test_set), max_images)
     preds, gts = [], []
+    bar = tqdm(total=n, desc=f"eval ({test_set.protocol})", unit="image", disable=not progress, dynamic_ncols=True,
+               leave=False)
     for start in range(0, n, batch_size):
         items = [test_set[i] for i in range(start, min(n, start + batch_size))]
         preds.extend(predict_disparities(depth_net, [it["image"] for it in items], device, batch_size))
         gts.extend(it["gt"] for it in items)
+        bar.update(len(items))
+    bar.close()
     return evaluate_depths(preds, gts, test_set.protocol, align)
 
 

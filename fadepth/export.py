@@ -78,6 +78,35 @@ def check_size(height: int, width: int) -> None:
                               f"(the encoders downsample by 32), e.g. {max(1, round(value / 32)) * 32}")
 
 
+def runs_at(module: nn.Module, height: int, width: int) -> bool:
+    """Whether the deployed module runs on a (1, 3, height, width) image (SmallDepth resizes its skips, so any
+    size works; the monodepth2-decoder nets need multiples of 32)."""
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 3, height, width))
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+def nearest_valid(value: int) -> int:
+    """The multiple of 32 nearest `value` (ties: the larger), at least 32."""
+    return max(SIZE_MULTIPLE, int(value / SIZE_MULTIPLE + 0.5) * SIZE_MULTIPLE)
+
+
+def export_size(module: nn.Module, name: str, height: int, width: int) -> tuple[int, int, str]:
+    """(height, width, note) for an export at the training size: that size when it is a multiple of 32 or the
+    network runs at it, else the nearest multiple of 32; the note says which (empty when nothing to say)."""
+    if height % SIZE_MULTIPLE == 0 and width % SIZE_MULTIPLE == 0:
+        return height, width, ""
+    if runs_at(module, height, width):
+        return height, width, (f"exporting at the training size {height}x{width}: not a multiple of 32, but {name} "
+                               "runs at it (its decoder resizes to its skip connections)")
+    h, w = nearest_valid(height), nearest_valid(width)
+    return h, w, (f"exporting at {h}x{w}, the multiple of 32 nearest the training size {height}x{width} "
+                  f"({name} needs multiples of 32; choose another with --height/--width)")
+
+
 def check_out(fmt: str, out: str | Path, overwrite: bool = False) -> Path:
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -144,8 +173,12 @@ EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript}
 
 def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, height: int | None = None,
                       width: int | None = None, dynamic_batch: bool = False, with_depth: bool = False,
-                      overwrite: bool = False) -> tuple[Path, ExportRecord, float]:
+                      overwrite: bool = False, say: Callable[[str], None] | None = None
+                      ) -> tuple[Path, ExportRecord, float]:
     """Export a checkpoint's deployed depth net; returns (file, record, max |exported - PyTorch|).
+
+    Without `height` / `width` the size is the training size, or the nearest one the network runs at
+    (:func:`export_size`; `say` gets the one-line note).
 
     Everything the user passes is checked before the checkpoint is read; the written file is reloaded in
     its runtime and compared with the PyTorch deployed model on a random image.
@@ -158,9 +191,11 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, height:
     if height is not None and width is not None:
         check_size(height, width)
     depth_net, cfg = load_model(checkpoint, "cpu")
-    height, width = height or cfg.data.height, width or cfg.data.width
-    check_size(height, width)
     module = deployed_module(depth_net, with_depth)
+    if height is None or width is None:
+        height, width, note = export_size(module, cfg.model.name, cfg.data.height, cfg.data.width)
+        if note and say is not None:
+            say(note)
     record = ExportRecord(fmt, cfg.model.name, height, width, dynamic_batch,
                           ["disp", "depth"] if with_depth else ["disp"], OPSET if fmt == "onnx" else None,
                           cfg.model.etm.enabled, file_sha256(checkpoint), __version__)

@@ -133,15 +133,41 @@ def predict_disparity(full_res_disp: Callable[[torch.Tensor], torch.Tensor], rgb
     return disp[0, 0].cpu().numpy()
 
 
+def count_frames(inputs: Iterable[str | Path]) -> int | None:
+    """How many frames `inputs` hold (the progress bar's total); None when a video's length is unknown."""
+    total = 0
+    for path in dict.fromkeys(list_sources(inputs)):
+        if path.suffix.lower() in IMAGE_EXTS:
+            total += 1
+            continue
+        try:  # ffmpeg reports no frame count: fps x duration (an estimate; the bar's total only)
+            import imageio.v3 as iio
+
+            meta = iio.immeta(path)
+            n = int(round(float(meta["fps"]) * float(meta["duration"])))
+        except Exception:  # noqa: BLE001 - unreadable videos are reported by iter_frames
+            n = None
+        if not n:
+            return None
+        total += n
+    return total
+
+
 def write_predictions(full_res_disp: Callable[[torch.Tensor], torch.Tensor], inputs: Iterable[str | Path],
-                      out_dir: str | Path, height: int, width: int, device: torch.device | str = "cpu") -> list[Path]:
-    """`<name>_disp.png` and `<name>_depth.npy` for every frame of `inputs`; returns the files written."""
+                      out_dir: str | Path, height: int, width: int, device: torch.device | str = "cpu",
+                      progress: bool = False) -> list[Path]:
+    """`<name>_disp.png` and `<name>_depth.npy` for every frame of `inputs`; returns the files written.
+    `progress`: a tqdm bar over the frames on stderr (its total unknown when a video is among the inputs)."""
     from PIL import Image
+    from tqdm import tqdm
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for frame in iter_frames(inputs):
+    inputs = list(inputs)
+    total = count_frames(inputs) if progress else None
+    for frame in tqdm(iter_frames(inputs), total=total, desc="predict", unit="frame", disable=not progress,
+                      dynamic_ncols=True, leave=False):
         disp = predict_disparity(full_res_disp, frame.rgb, height, width, device)
         png = out / f"{frame.name}_disp.png"
         npy = out / f"{frame.name}_depth.npy"
@@ -162,7 +188,7 @@ def check_inputs(inputs: Sequence[str | Path], out_dir: str | Path, device: str)
 
 
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path,
-            device: str = "auto") -> list[Path]:
+            device: str = "auto", progress: bool = False) -> list[Path]:
     """Run a trained checkpoint's deployed depth net (ETM / BN folded) on `inputs`; returns the files written."""
     from fadepth.models import load_model
     from fadepth.export import deployed_module
@@ -172,15 +198,15 @@ def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str |
     dev = resolve_device(device)
     depth_net, cfg = load_model(checkpoint, dev)
     model = deployed_module(depth_net).to(dev)
-    return write_predictions(model, inputs, out_dir, cfg.data.height, cfg.data.width, dev)
+    return write_predictions(model, inputs, out_dir, cfg.data.height, cfg.data.width, dev, progress)
 
 
 def predict_exported(model_file: str | Path, inputs: Sequence[str | Path], out_dir: str | Path,
-                     device: str = "auto") -> list[Path]:
+                     device: str = "auto", progress: bool = False) -> list[Path]:
     """The same outputs from a file written by `fadepth export`: ONNX through ONNX Runtime (CUDA provider
     when present), TorchScript through torch.jit."""
     from fadepth.export import ExportedModel
 
     check_inputs(inputs, out_dir, device)
     model = ExportedModel(model_file, device)
-    return write_predictions(model, inputs, out_dir, model.height, model.width, "cpu")
+    return write_predictions(model, inputs, out_dir, model.height, model.width, "cpu", progress)

@@ -30,7 +30,7 @@ def test_unknown_figure_is_a_spec_error(tmp_path):
 def test_val_every_per_profile(tmp_path):
     spec = load_spec(ROOT / "ablations/table_v.yaml")
     assert spec.resolve("sch1", 0, "paper").train.val_every == 5000  # profile field
-    assert spec.resolve("sch1", 0, "smoke").train.val_every == 0  # smoke: only the final evaluation
+    assert spec.resolve("sch1", 0, "smoke").train.val_every == 20  # smoke: 2 validations of 60 iterations (curves)
     assert spec.resolve("sch1", 0, "paper", {"train.val_every": 7}).train.val_every == 7  # --set wins
     text = (ROOT / "ablations/table_v.yaml").read_text().replace(
         "  paper:\n", "  longer:\n    overrides: {train.iterations: 400}\n  paper:\n")

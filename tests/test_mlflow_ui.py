@@ -1,9 +1,11 @@
 """The MLflow UI shows a sweep's runs: a table_v sweep (parent run + 4 child runs of two schemes, named
 ``scheme/seed`` as the sweep names them, with final metrics and ``val/`` curves) in a sqlite store,
 ``mlflow ui`` on a free loopback port (own process group, job execution off), headless Chromium via
-Playwright: the runs page with the sweep expanded, the chart view filtered to the primary metric (as
-docs/mlflow-ui.md says), and the compare view.  Screenshots go to tests/artifacts/.  Skipped when Chromium
-or Playwright is absent.
+Playwright: the experiment's description (the verdict summary and claims table reports/build.py writes there),
+the runs page with the sweep expanded, the chart view filtered to the primary metric (as docs/mlflow-ui.md
+says) and to the sweep run's per-scheme metrics (``abs_rel/<scheme>``), and the compare view.  Screenshots go
+to tests/artifacts/.  The browser test is skipped (with the reason) when Chromium or Playwright is absent; the
+store it browses is checked without a browser too.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
@@ -37,6 +40,14 @@ RUNS = [(c.run_name(scheme, seed), scheme, seed, value)
 
 
 SWEEP_RUN = "table_v-smoke-abc123def456"
+# The fields of fadepth.sweep.spec.SweepSpec the report reads (as in tests/test_report.py), for the runs above.
+REPORT_SPEC = SimpleNamespace(
+    name="table_v", title="Table V: drop rates pb_dsr and pb_sd", paper_table="table05_drop.csv", kind="train",
+    baseline="sch3", seeds=[0, 1], profiles={"smoke": None}, figures=[], overrides={}, spec_hash="abc123def456",
+    metrics=SimpleNamespace(primary=PRIMARY, direction="minimize", columns=[PRIMARY, "a1"]),
+    schemes=[SimpleNamespace(name="sch1", overrides={"model.pb_dsr": 0.0}, paper={"scheme": "sch1"}),
+             SimpleNamespace(name="sch3", overrides={"model.pb_dsr": 0.9}, paper={"scheme": "sch3"})],
+    path=Path("ablations/table_v.yaml"))
 
 
 def _free_port() -> int:
@@ -66,7 +77,13 @@ def _fill_store(uri: str, artifacts: Path) -> tuple[str, list[str]]:
                         mlflow.log_metric(c.TRAIN_CURVE.format("cr/photometric"), 0.2 - step / 1000, step=step)
                     mlflow.log_metrics({PRIMARY: abs_rel, "a1": 1 - abs_rel}, step=60)
                 run_ids.append(run.info.run_id)
-        del parent
+    # What the sweep and the report add: <metric>/<scheme> on the sweep run, the verdicts in the description.
+    from fadepth import report
+    from fadepth.sweep import tracking as tr
+
+    tr.log_scheme_metrics(mlflow.MlflowClient(uri), experiment_id, identity[c.STUDY], parent.info.run_id,
+                          [PRIMARY, "a1"])
+    report.build_spec(REPORT_SPEC, tracking_uri=uri, out_dir=artifacts.parent / "report", profile="smoke")
     return experiment_id, run_ids
 
 
@@ -109,6 +126,23 @@ def mlflow_ui(tmp_path):
             server.wait(timeout=10)
 
 
+def test_store_has_the_verdicts_in_the_description_and_per_scheme_metrics(tmp_path):
+    """The store the browser test opens, checked without a browser: what the UI will render."""
+    import mlflow
+
+    from fadepth.report.runs import NOTE_TAG
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _fill_store(uri, tmp_path / "artifacts")
+    client = mlflow.MlflowClient(uri)
+    note = client.get_experiment_by_name("table_v").tags[NOTE_TAG]
+    assert "| Scheme" in note and "Verdict" in note.split("| Scheme", 1)[1].splitlines()[0]
+    (sweep,) = client.search_runs([client.get_experiment_by_name("table_v").experiment_id],
+                                  f"tags.`{c.ROLE}` = '{c.ROLE_SWEEP}'")
+    assert sweep.data.metrics[f"{PRIMARY}/sch1"] == pytest.approx(0.1220)
+    assert sweep.data.metrics[f"{PRIMARY}/sch3"] == pytest.approx(0.1160)
+
+
 @pytest.fixture
 def browser():
     if not CHROMIUM.exists():
@@ -122,11 +156,24 @@ def browser():
             browser.close()
 
 
-def test_runs_named_scheme_seed_chart_of_the_primary_metric_and_compare_view(mlflow_ui, browser):
-    base, experiment_id, run_ids = mlflow_ui
+def test_runs_named_scheme_seed_chart_of_the_primary_metric_and_compare_view(browser, mlflow_ui):
+    base, experiment_id, run_ids = mlflow_ui  # (browser first: without Chromium, skip before starting the server)
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.set_default_timeout(90_000)
+
+    # The experiment's description (its Markdown note, rendered on the experiment page): the verdict table.
+    page.goto(f"{base}/#/experiments/{experiment_id}/runs", wait_until="domcontentloaded")
+    page.get_by_text(SWEEP_RUN, exact=True).first.wait_for()
+    expand = page.locator("[data-component-id='mlflow.experiment.metadata_editor.expand_button']")
+    if expand.count():
+        expand.first.click()
+    page.locator("th", has_text="Verdict").first.wait_for()  # rendered as a table, not raw Markdown
+    page.get_by_text("Verdict on", exact=False).first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "mlflow_ui_description.png"), full_page=True)
+    collapse = page.locator("[data-component-id='mlflow.experiment.metadata_editor.collapse_button']")
+    if collapse.count():  # fold it again: expanded, it pushes the charts below out of the (virtualised) view
+        collapse.first.click()
 
     # Runs page (docs/mlflow-ui.md, "Compare the schemes of one table"): the sweep run, expanded (+) -> its runs.
     page.goto(f"{base}/#/experiments/{experiment_id}/runs", wait_until="domcontentloaded")
@@ -146,6 +193,12 @@ def test_runs_named_scheme_seed_chart_of_the_primary_metric_and_compare_view(mlf
     text = page.inner_text("body")
     assert c.TRAIN_CURVE.format("cr/photometric") not in text  # the search keeps only the primary metric's charts
     assert all(f"{run_name} ({c.VAL_CURVE.format(PRIMARY)})" in text for run_name, *_ in RUNS)  # curve legend
+
+    # The sweep run's per-scheme metrics: one chart per scheme side by side, from the sweep run alone.
+    page.get_by_placeholder("Search metric charts").fill(f"{PRIMARY}/")
+    for scheme in ("sch1", "sch3"):
+        page.get_by_text(f"{PRIMARY}/{scheme}", exact=True).first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "mlflow_ui_chart_schemes.png"), full_page=True)
 
     runs = quote(json.dumps(run_ids))
     experiments = quote(json.dumps([experiment_id]))

@@ -103,7 +103,7 @@ def test_latex_table_bold_only_ours_escaping_minus(built):
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "\\caption{" in tex and "\\label{tab:table_v}" in tex
     assert "0.1210 $\\pm$ 0.0127" in tex  # two seeds: mean ± half-width of the 95 % t-interval (12.706 · 0.001)
-    assert tex.count("\\textbf{0.1150 $\\pm$ 0.0000}") == 4  # sch2a and sch3 tie (AbsRel, both tables)
+    assert "\\textbf" not in tex  # sch2a and sch3 tie, sch1's paired Δ includes 0: nothing resolved, nothing bold
     assert "\\textbf{0.1216}" not in tex  # the paper's rows are never bold
     assert "no\\_auto\\_mask" in tex and "no_auto_mask" not in tex.replace("no\\_auto\\_mask", "")
     assert "0.1300 (1 seed: no interval)" in tex and "0.1300 $\\pm$" not in tex
@@ -127,7 +127,8 @@ def test_markdown_table(built):
     md = (out / "table_v.md").read_text()
     assert md.startswith("Verdict on 2 paper claim(s)")
     assert "Ours AbsRel ↓" in md and "Δ AbsRel ours" in md
-    assert md.count("**0.1150 ± 0.0000**") == 4
+    assert "**" not in md  # nothing resolved: nothing bold
+    assert "pb_dsr 0.0 trails 0.9 · not resolved" in md  # the verdict states the paper's claim it judges
     assert "no\\_auto\\_mask" in md
 
 
@@ -143,6 +144,15 @@ def test_figures_document_and_artifacts(built, store):
     assert result.logged_to is not None
     logged = mlflow.MlflowClient(tracking_uri=store).list_artifacts(result.logged_to, "report")
     assert {"report/table_v.tex", "report/table_v.md", "report/table_v.csv"} <= {a.path for a in logged}
+
+
+def test_experiment_description_holds_the_verdicts_and_claims_table(built, store):
+    """MLflow renders the experiment's note as Markdown when the experiment is opened: who wins, at first sight."""
+    note = mlflow.MlflowClient(tracking_uri=store).get_experiment_by_name("table_v").tags[runs.NOTE_TAG]
+    assert note.startswith("## Table V: drop rates") and "Verdict on 2 paper claim(s)" in note
+    header = next(line for line in note.splitlines() if line.startswith("| Scheme"))
+    assert "Verdict" in header and "Ours AbsRel ↓" in header
+    assert "All metrics" not in note and "/tmp" not in note  # the claims table only; no absolute path
 
 
 def test_no_finished_runs_is_a_clear_error(store, tmp_path, monkeypatch, capsys):
@@ -212,3 +222,26 @@ def test_report_tex_compiles_with_pdflatex(built):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
     assert (out / "report.pdf").stat().st_size > 10_000
+    if shutil.which("pdftotext"):  # what a reader sees: distinct table numbers, no absolute path
+        text = subprocess.run(["pdftotext", "-layout", "report.pdf", "-"], cwd=out, capture_output=True,
+                              text=True, check=True).stdout
+        assert text.count("Table V: Drop rates") == 1 and text.count("Table V.2:") == 1  # heading aside
+        assert str(out.parent) not in text and "mlflow.db" in text
+
+
+def test_pdf_text_rules(built, store):
+    """No absolute path, --seeds verbatim (no en dash), check marks for booleans, the verdict states its claim."""
+    from fadepth.report import text as render
+    from fadepth.report.document import shown_store
+
+    _, out = built
+    doc = (out / "report.tex").read_text()
+    assert runs.sqlite_path(store).as_posix() not in doc and "\\texttt{mlflow.db}" in doc
+    assert shown_store("http://host:5000") == "http://host:5000"
+    assert render.latex_text("e.g. --seeds 0,1,2") == "e.g. -{}-seeds 0,1,2"
+    assert render.Style(latex=True).setting(False) == "$\\times$" and render.Style(latex=True).setting("true") == \
+        "$\\checkmark$"
+    assert render.Style(latex=False).setting(True) == "✓" and render.Style(latex=False).setting("0.5") == "0.5"
+    tex = (out / "table_v.tex").read_text()
+    assert "$pb_{dsr}$ 0.0 trails 0.9 $\\cdot$ not resolved" in tex
+    assert tex.index("{\\large Verdict on") < tex.index("\\begin{table}")

@@ -159,20 +159,24 @@ def test_markdown_summary_on_top_failed_listed_bold_only_ours(built):
     assert f"{np.mean(NULL):.4f} ± {hw:.4f}" in md
     assert "−0.0050 [−0.0062, −0.0038]" in md  # real minus; paired CI of sch2b
     claims_table = md.split("\n\n")[1]
-    assert claims_table.count("**") == 2 and f"**{np.mean(OPPOSITE):.4f} ±" in claims_table  # bold: ours only
+    # bold: ours only, and only what a paired Δ resolves: the best scheme (it beats the baseline, interval < 0)
+    # and the two resolved Δs (reproduced, contradicted); never the unresolved ones
+    assert claims_table.count("**") == 6 and f"**{np.mean(OPPOSITE):.4f} ±" in claims_table
+    for line in claims_table.splitlines():
+        assert ("**" in line.split("|")[-3]) == ("reproduced" in line or "contradicted" in line), line
 
 
 def test_latex_table_caption_minus_and_document(built):
     result, out, _ = built
     tex = (out / "table_v.tex").read_text()
-    assert tex.lstrip().startswith("\\noindent Verdict on 3 paper claim(s)")
+    assert tex.lstrip().startswith("\\noindent{\\large Verdict on 3 paper claim(s)")  # the largest text after the title
     assert "$-$0.0050 [$-$0.0062, $-$0.0038]" in tex and "-0.0050" not in tex
     assert "Profile paper, seeds 0, 1, 2" in tex and "95 \\% Student-t" in tex
     assert "sch4*" in tex.split("\\end{table}")[1]  # failed scheme listed under the table
     doc = (out / "report.tex").read_text()
     body = doc.split("\\begin{document}")[1]
     assert "\\maketitle" not in doc and body.index("\\input{table_v.tex}") < body.index("\\end{document}")
-    assert "\\footnotetext{" in body and "\\renewcommand{\\thetable}{V}" in body
+    assert "\\footnotetext{" in body and "\\renewcommand{\\thetable}{V\\ifnum\\value{table}>1 .\\arabic{table}\\fi}" in body
     assert [f.name for f in result.figures] == ["table_v_drop_rates"]
 
 

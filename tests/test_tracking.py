@@ -1,4 +1,4 @@
-"""MLflow side of training: depth panels (input | prediction | ground truth | error), ``fadepth train`` logging
+"""MLflow side of training: depth panels (a labelled 2 x 2 grid: input, prediction, ground truth, error), ``fadepth train`` logging
 to a local store by default (``--no-track`` writes nothing), names from ``fadepth.contracts``.
 
 The trainer is replaced by a stub that drives the callbacks like ``Trainer.fit`` (validation at 2 and 4, the
@@ -31,13 +31,20 @@ class TinyDepth(torch.nn.Module):
 
 
 def test_panel_has_ground_truth_and_error_map_when_known():
+    from fadepth.visual import MIN_TILE_WIDTH, panel_tiles
+
     image = torch.rand(3, 16, 24)
     gt = np.linspace(1, 50, 16 * 24, dtype=np.float32).reshape(16, 24)
-    gt[:4] = 0  # sky: no ground truth -> black in GT and error
+    gt[:4] = 0  # sky: no ground truth -> no error there
+    tiles = panel_tiles(TinyDepth(), {"image": image, "gt": gt})
+    assert np.isnan(tiles["error"][:4]).all() and np.isfinite(tiles["error"][4:]).all()
+    assert np.median(tiles["depth"][4:]) == pytest.approx(np.median(gt[4:]), rel=1e-3)  # median-aligned, as evaluated
+    assert panel_tiles(TinyDepth(), {"image": image, "gt": None})["gt"] is None
+    # the labelled 2 x 2 grid with colour bars: one RGB image, tiles enlarged to a readable width
     panel = depth_panel(TinyDepth(), {"image": image, "gt": gt})
-    assert panel.shape == (16, 4 * 24, 3) and panel.dtype == np.uint8
-    assert (panel[:4, 2 * 24:] == 0).all() and panel[8:, 3 * 24:].any()
-    assert depth_panel(TinyDepth(), {"image": image, "gt": None}).shape == (16, 2 * 24, 3)
+    assert panel.dtype == np.uint8 and panel.ndim == 3 and panel.shape[2] == 3
+    assert panel.shape[1] > 2 * MIN_TILE_WIDTH and panel.shape[0] > 2 * MIN_TILE_WIDTH * 16 / 24
+    assert depth_panel(TinyDepth(), {"image": image, "gt": None}).shape == panel.shape  # same layout without GT
 
 
 def stub_train(cfg, callbacks=(), resume=True):

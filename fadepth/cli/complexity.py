@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from fadepth.complexity import complexity_rows, format_table
 
     rows = complexity_rows(names, args.height, args.width, device=args.device, fps=args.fps,
-                           reps=args.reps, warmup=args.warmup, convt=args.convt, ops=args.ops)
+                           reps=args.reps, warmup=args.warmup, convt=args.convt, ops=args.ops, progress=True)
     print(format_table(rows), end="")
     if args.json:
         from fadepth.utils import atomic_write_bytes

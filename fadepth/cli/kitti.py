@@ -9,10 +9,21 @@ from fadepth.cli import fail
 SPLITS_DIR = Path(__file__).resolve().parent.parent / "data" / "splits"
 
 
+EXAMPLES = """\
+examples:
+  fadepth kitti export-gt --data-path /data/kitti_raw --split eigen --out gt_depths.npz
+  fadepth kitti export-gt --data-path /data/kitti_raw --split eigen_benchmark --out gt_benchmark.npz
+  fadepth kitti export-gt --data-path synth_kitti --split-file synth_kitti/splits/test_files.txt --out gt.npz
+  fadepth eval --checkpoint runs/train/weights.pt --data kitti --data-path /data/kitti_raw --gt-path gt_depths.npz
+"""
+
+
 def add_parser(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EXAMPLES
     sub = p.add_subparsers(dest="kitti_command", metavar="ACTION")
     e = sub.add_parser(
-        "export-gt",
+        "export-gt", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write gt_depths.npz (key 'data', object array of float32 maps) for a split",
         description=(
             "Export ground-truth depth exactly as monodepth2's export_gt_depth.py does: eigen = LiDAR "

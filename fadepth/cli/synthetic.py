@@ -7,10 +7,20 @@ from pathlib import Path
 from fadepth.cli import fail
 
 
+EXAMPLES = """\
+examples:
+  fadepth synthetic write-kitti --out synth_kitti
+  fadepth synthetic write-kitti --out small --sequences 1 --frames 5 --height 128 --width 416
+  fadepth train data.dataset=kitti data.path=synth_kitti data.split=synth_kitti/splits train.out_dir=runs/sk
+"""
+
+
 def add_parser(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EXAMPLES
     sub = p.add_subparsers(dest="synthetic_command", metavar="ACTION")
     w = sub.add_parser(
-        "write-kitti",
+        "write-kitti", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         help="render train / val / test sequences into a KITTI raw tree with LiDAR scans",
         description=(
             "Render synthetic sequences and write them as <out>/<date>/<date>_drive_<NNNN>_sync/{image_02,"

@@ -42,6 +42,7 @@ class BuildResult:
     logged_to: str | None = None  # run id of the sweep run that received the artifacts
     study: str | None = None  # the sweep (Optuna study) whose runs make the table
     comparisons: dict[str, tables.Comparison] = field(default_factory=dict)
+    claims_md: dict[str, str] = field(default_factory=dict)  # per table: verdicts + claims table (Markdown)
 
 
 def load_spec(path: str | Path):
@@ -191,6 +192,25 @@ def _write_tables(spec, comparison, profile, seeds, what, out_dir, result, conte
     result.files += files
     result.figures += made
     result.comparisons[spec.name] = comparison
+    result.claims_md[spec.name] = claims_markdown(comparison, caption_md, seeds)
+
+
+def claims_markdown(comparison: tables.Comparison, caption: str, seeds) -> str:
+    """The claims / verdict table of one comparison as Markdown: what the MLflow experiment's description shows.
+    One call, so the claims work (issue 22) can put its own table here."""
+    return render.claims_markdown(comparison, caption, seeds)
+
+
+def experiment_note(spec, profile: str, study: str | None, result: BuildResult) -> str:
+    """The experiment's description: who wins, per table, then where the full report is."""
+    command = f"python reports/build.py ablations/{Path(str(spec.path)).name} --profile {profile}"
+    parts = [f"## {spec.title or spec.name}", "",
+             f"Profile **{profile}**, sweep `{study or '-'}` (`{command}`). The sweep run's metrics "
+             "`<metric>/<scheme>` (mean over seeds) chart the schemes side by side.", ""]
+    for text in result.claims_md.values():
+        parts += [text, ""]
+    parts.append("Full tables (all metrics), figures and the LaTeX report: the sweep run's `report/` artifacts.")
+    return "\n".join(parts)
 
 
 def write_claims(spec, summary: runs.RunSummary, profile: str, out_dir: Path, result: BuildResult,
@@ -221,12 +241,18 @@ def log_to_sweep_run(spec, tracking_uri: str, profile: str, study: str | None, r
     runs.log_artifacts(tracking_uri, run_id, figure_files, "report/figures")
     for name, comparison in result.comparisons.items():
         runs.log_table(tracking_uri, run_id, comparison.claims, f"report/{name}_claims.json")
+    runs.set_experiment_note(tracking_uri, spec.name, experiment_note(spec, profile, study, result))
     return run_id
 
 
 # ----------------------------------------------------------------------------------- command line
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="reports/build.py", description=(
+def parse_args(argv: Sequence[str] | None, prog: str = "reports/build.py") -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
+        "examples:\n"
+        "  python reports/build.py ablations/table_v.yaml --profile smoke     # same as: fadepth report ...\n"
+        "  python reports/build.py --all\n"
+        "  python reports/build.py ablations/table_v.yaml --profile synthetic --out reports/synth\n"
+        "  cd reports/out && pdflatex report.tex\n"), description=(
         "Build the paper's tables (ours beside the paper's: .tex/.md/.csv), figures and report.tex "
         "from the sweep's MLflow runs."))
     parser.add_argument("spec", nargs="?", help="an ablations/table_*.yaml spec")
@@ -266,8 +292,9 @@ def print_next_steps(out: Path, tracking_uri: str) -> None:
         print(f"Browse and compare the runs in the MLflow UI at {tracking_uri}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "reports/build.py") -> int:
+    """``reports/build.py`` (and ``fadepth report``, `prog`)."""
+    args = parse_args(argv, prog)
     tracking_uri = args.tracking_uri or default_tracking_uri()
     paths = sorted((REPO_ROOT / "ablations").glob("table_*.yaml")) if args.all else [Path(args.spec)]
     built = 0

@@ -2,8 +2,8 @@
 
 Each build records what it wrote in ``manifest.json`` (one entry per spec), so building the tables one at a
 time still yields one document.  Tables are ``\\input`` as written by the Styler; figures are included as
-PDF.  The document opens on the first table (the MLflow store's path is a footnote), and each table carries
-the paper's number (``\thetable`` = V for Table V).  The document needs only booktabs, longtable, graphicx, amssymb and geometry (all in
+PDF.  The document opens on the first table (the MLflow store, relative, is a footnote), and the first table
+of each entry carries the paper's number (``\thetable`` = V for Table V; its others V.2, V.3).  The document needs only booktabs, longtable, graphicx, amssymb and geometry (all in
 texlive-latex-base / -recommended) and compiles with pdflatex.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import jinja2
 
-from fadepth.report.render import latex_text
+from fadepth.report.text import latex_text
 
 MANIFEST = "manifest.json"
 
@@ -29,6 +29,7 @@ TEMPLATE = r"""\documentclass[10pt]{article}
 \usepackage{amsmath}
 \usepackage{amssymb}
 \setlength{\tabcolsep}{3pt}
+\newcounter{plaintables}
 \makeatletter
 \g@addto@macro\@floatboxreset{\scriptsize}% tables in floats: small type (floats reset the font size)
 \makeatother
@@ -38,13 +39,15 @@ TEMPLATE = r"""\documentclass[10pt]{article}
 \clearpage
 <% endif %>
 <% if entry.number %>
-\renewcommand{\thetable}{<< entry.number >>}
+\setcounter{table}{0}% the paper's number for the first table of an entry, then V.2, V.3, ...: all distinct
+\renewcommand{\thetable}{<< entry.number >>\ifnum\value{table}>1 .\arabic{table}\fi}
 <% else %>
+\setcounter{table}{\value{plaintables}}% tables without a paper number: 1, 2, ... across the document
 \renewcommand{\thetable}{\arabic{table}}
 <% endif %>
 \section*{<< entry.heading >><% if loop.first %>\footnotemark<% endif %>}
 <% if loop.first %>
-\footnotetext{Our numbers are read from the MLflow store << store >> (reports/build.py); the paper's from
+\footnotetext{Our numbers are read from the MLflow store \texttt{<< store >>} (reports/build.py); the paper's from
 FA-Depth's tables. Ours: mean $\pm$ half-width of the 95\,\% Student-t interval over seeds.}
 <% endif %>
 {\scriptsize
@@ -57,6 +60,9 @@ FA-Depth's tables. Ours: mean $\pm$ half-width of the 95\,\% Student-t interval 
 \caption{<< figure.caption >>}
 \end{figure}
 <% endfor %>
+<% if not entry.number %>
+\setcounter{plaintables}{\value{table}}
+<% endif %>
 <% endfor %>
 \end{document}
 """
@@ -108,7 +114,19 @@ def render_document(entries: dict[str, ManifestEntry], store: str) -> str:
                              variable_end_string=">>", comment_start_string="<#", comment_end_string="#>",
                              autoescape=False, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     ordered = sorted(entries.values(), key=lambda e: e.order)
-    return env.from_string(TEMPLATE).render(entries=ordered, store=latex_text(store))
+    return env.from_string(TEMPLATE).render(entries=ordered, store=latex_text(shown_store(store)))
+
+
+def shown_store(store: str) -> str:
+    """The store as the document prints it: no absolute path (``runs/mlflow.db`` relative to the working
+    directory, else the file's name); a server URL as it is."""
+    if not store.startswith("sqlite:///"):
+        return store if "://" in store else Path(store).name
+    path = Path(store[len("sqlite:///"):])
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
 
 
 def write_document(out_dir: Path, entry: ManifestEntry, store: str) -> Path:

@@ -3,15 +3,14 @@ the all-metrics table, the caption and the list of schemes without a finished ru
 
 Numbers carry a real minus sign (U+2212 in Markdown, ``$-$`` in LaTeX); bold marks only our rows.  LaTeX goes
 through :meth:`pandas.io.formats.style.Styler.to_latex` (booktabs); text cells are escaped or transliterated
-by :func:`latex_text` (a warning when that loses characters, which the build prints).
+by :func:`fadepth.report.text.latex_text` (a warning when that loses characters, which the build prints).
+Bold marks only what a paired Δ resolves (:func:`resolved_best`); the verdict column states the claim it judges.
 """
 from __future__ import annotations
 
 import re
-import unicodedata
-import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,75 +25,7 @@ from fadepth.report.tables import (
     comparable,
     lower_is_better,
 )
-
-# ----------------------------------------------------------------------------------- text
-MINUS = "\u2212"
-
-
-class Style:
-    """How numbers and text become cells: Markdown (Unicode) or LaTeX."""
-
-    def __init__(self, latex: bool):
-        self.latex = latex
-        self.minus = "$-$" if latex else MINUS
-        self.pm = r"$\pm$" if latex else "±"
-
-    def number(self, value: float, decimals: int, signed: bool = False) -> str:
-        if value is None or pd.isna(value):
-            return ""
-        text = f"{abs(value):.{decimals}f}"
-        if value < 0 and float(text) != 0:
-            return self.minus + text
-        return ("+" + text) if signed and float(text) != 0 else text
-
-    def text(self, value: Any) -> str:
-        return latex_text(str(value)) if self.latex else _markdown_escape(str(value))
-
-    def interval(self, low: float, high: float, decimals: int) -> str:
-        return f"[{self.number(low, decimals, True)}, {self.number(high, decimals, True)}]"
-
-
-def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters (ASCII only; see :func:`latex_text` for any text)."""
-    specials = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
-    return "".join(specials.get(ch, ch) for ch in text)
-
-
-GREEK_OK = set("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau upsilon "
-               "phi chi psi omega".split())
-LATIN1_TEXT = {"±": r"$\pm$", "×": r"$\times$", "·": r"$\cdot$", "µ": r"$\mu$", "°": r"\textdegree{}",
-               "−": "$-$", "–": "--", "—": "---", "≤": r"$\leq$", "≥": r"$\geq$", "→": r"$\to$",
-               "²": r"\textsuperscript{2}", "³": r"\textsuperscript{3}"}
-
-
-def latex_text(text: str, warn: bool = True) -> str:
-    """Any text as pdflatex-safe LaTeX: specials escaped, Greek letters as math, other non-ASCII characters
-    transliterated (accents dropped); characters with no ASCII form become '?' with a warning."""
-    out, lost = [], []
-    for ch in text:
-        if ch.isascii():
-            out.append(latex_escape(ch))
-            continue
-        if ch in LATIN1_TEXT:
-            out.append(LATIN1_TEXT[ch])
-            continue
-        name = unicodedata.name(ch, "")
-        if name.startswith("GREEK SMALL LETTER ") and name.split()[-1].lower() in GREEK_OK:
-            out.append(f"$\\{name.split()[-1].lower()}$")
-            continue
-        ascii_form = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
-        out.append(latex_escape(ascii_form) if ascii_form else "?")
-        lost.append(ch)
-    if lost and warn:
-        warnings.warn(f"LaTeX: {text!r}: character(s) {''.join(dict.fromkeys(lost))!r} have no pdflatex form; "
-                      "transliterated (accents dropped, '?' where none exists) in the .tex; the .md and .csv keep them", stacklevel=2)
-    return "".join(out)
-
-
-def _markdown_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "\\*_|`[]<>" else ch for ch in text)
+from fadepth.report.text import Style, latex_escape, latex_text, markdown_escape
 
 
 def metric_name(metric: str, latex: bool) -> str:
@@ -109,7 +40,7 @@ def setting_header(column: str, latex: bool) -> str:
 
 # ----------------------------------------------------------------------------------- claims table
 def claims_display(comparison: Comparison, style: Style) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The paste-ready table as text cells, and where to bold (our best mean among schemes with an interval)."""
+    """The paste-ready table as text cells, and where to bold (:func:`resolved_best`, resolved Δs)."""
     claims = comparison.claims
     decimals = comparison.decimals.get(comparison.primary, 4)
     name = metric_name(comparison.primary, style.latex)
@@ -118,7 +49,7 @@ def claims_display(comparison: Comparison, style: Style) -> tuple[pd.DataFrame, 
     shown["Scheme"] = claims["scheme"].map(style.text)
     for column in comparison.shown_settings:
         shown[setting_header(column, style.latex)] = claims[column].map(lambda v: "" if comparable(v) is None
-                                                                        else style.text(v))
+                                                                        else style.setting(v))
     shown["Seeds" if comparison.statistical else "Counted"] = claims["n"].map(lambda n: str(int(n)) if n else "0")
     shown[f"Paper {name}"] = claims["paper"].map(lambda v: style.number(v, decimals))
     shown[f"Ours {name}"] = claims.apply(lambda r: _ours_cell(r, style, decimals, comparison.statistical), axis=1)
@@ -128,14 +59,81 @@ def claims_display(comparison: Comparison, style: Style) -> tuple[pd.DataFrame, 
             axis=1)
         shown[f"{delta_name} ours"] = claims.apply(lambda r: _delta_cell(r, style, decimals), axis=1)
         if comparison.statistical:
-            shown["Verdict"] = claims["verdict"]
+            shown["Verdict"] = claims.apply(lambda r: verdict_cell(r, comparison, style), axis=1)
     mask = pd.DataFrame(False, index=shown.index, columns=shown.columns)
-    eligible = claims[(claims["status"] == "finished") & ((claims["n"] >= 2) | (not comparison.statistical))]
-    values = eligible["ours"].dropna()
-    if len(values) >= 2:
-        best = values.min() if lower_is_better(comparison.primary) else values.max()
-        mask.loc[values.index[np.isclose(values, best, rtol=1e-9, atol=0.0)], f"Ours {name}"] = True
+    if not comparison.statistical:  # deterministic counts: the best is simply the best
+        eligible = claims[claims["status"] == "finished"]["ours"].dropna()
+        if len(eligible) >= 2:
+            best = eligible.min() if lower_is_better(comparison.primary) else eligible.max()
+            mask.loc[eligible.index[np.isclose(eligible, best, rtol=1e-9, atol=0.0)], f"Ours {name}"] = True
+        return shown, mask
+    mask.loc[resolved_best(comparison), f"Ours {name}"] = True
+    if comparison.baseline:
+        mask[f"{delta_name} ours"] = claims.apply(lambda r: resolved_sign(r) != 0, axis=1)
     return shown, mask
+
+
+def resolved_sign(row: pd.Series) -> int:
+    """+1 / -1 when the paired Δ's interval lies above / below 0, 0 when it includes 0 or does not exist."""
+    low, high = row.get("delta_low", np.nan), row.get("delta_high", np.nan)
+    if pd.isna(low) or pd.isna(high):
+        return 0
+    return 1 if low > 0 else -1 if high < 0 else 0
+
+
+def resolved_best(comparison: Comparison) -> list:
+    """The claims rows to bold: our best mean (at least 2 seeds) only when the paired Δ resolves it -- it beats
+    the baseline with an interval that excludes 0, or it is the baseline and every other paired Δ is resolved
+    against its scheme.  Nothing when it is not resolved (no bold 'best' on noise)."""
+    claims = comparison.claims
+    eligible = claims[(claims["status"] == "finished") & (claims["n"] >= 2)]["ours"].dropna()
+    if len(eligible) < 2 or not comparison.baseline:
+        return []
+    lower = lower_is_better(comparison.primary)
+    best = eligible.min() if lower else eligible.max()
+    better = -1 if lower else 1  # the sign of a Δ (scheme - baseline) that favours the scheme
+    rows = []
+    for index in eligible.index[np.isclose(eligible, best, rtol=1e-9, atol=0.0)]:
+        row = claims.loc[index]
+        if row["verdict"] == stats.BASELINE:
+            others = claims[(claims.index != index) & claims["delta_ours"].notna()]
+            ok = len(others) > 0 and all(resolved_sign(r) == -better for _, r in others.iterrows())
+        else:
+            ok = resolved_sign(row) == better
+        if ok:
+            rows.append(index)
+    return rows
+
+
+def verdict_cell(row: pd.Series, comparison: Comparison, style: Style) -> str:
+    """The claim the verdict judges, then the verdict: 'pb_dsr 0.9 beats 0.0 · not resolved'.  The claim is the
+    paper's: the sign of its Δ to the baseline; the schemes are named by the settings that tell them apart."""
+    verdict = row["verdict"]
+    if verdict in ("", stats.BASELINE):
+        return verdict
+    base = comparison.claims[comparison.claims["scheme"] == comparison.baseline]
+    if base.empty:
+        return style.text(verdict)
+    base = base.iloc[0]
+    differ = [c for c in comparison.shown_settings if comparable(row[c]) is not None
+              and comparable(base[c]) is not None and comparable(row[c]) != comparable(base[c])]
+    name = lambda c: setting_header(c, style.latex)  # noqa: E731
+    if len(differ) == 1:
+        ours, theirs = f"{name(differ[0])} {style.setting(row[differ[0]])}", style.setting(base[differ[0]])
+    elif differ:
+        ours = ", ".join(f"{name(c)} {style.setting(row[c])}" for c in differ)
+        theirs = ", ".join(f"{name(c)} {style.setting(base[c])}" for c in differ)
+    else:
+        ours, theirs = style.text(row["scheme"]), style.text(base["scheme"])
+    paper = row["delta_paper"]
+    if pd.isna(paper):
+        verb = "vs"
+    elif paper == 0:
+        verb = "ties"
+    else:
+        verb = "beats" if (paper < 0) == lower_is_better(comparison.primary) else "trails"
+    dot = r" $\cdot$ " if style.latex else " · "
+    return f"{ours} {verb} {theirs}{dot}{style.text(verdict)}"
 
 
 def _ours_cell(row: pd.Series, style: Style, decimals: int, statistical: bool) -> str:
@@ -169,16 +167,30 @@ def metrics_display(comparison: Comparison, style: Style) -> tuple[pd.DataFrame,
     shown["Source"] = frame["source"]
     for column in comparison.shown_settings:
         shown[setting_header(column, style.latex)] = frame[column].map(
-            lambda v: "" if comparable(v) is None else style.text(v))
+            lambda v: "" if comparable(v) is None else style.setting(v))
     shown["Seeds" if comparison.statistical else "Counted"] = frame["n"].map(lambda n: "" if pd.isna(n) else str(int(n)))
     names = {}
     for metric in comparison.metrics:
         decimals = comparison.decimals.get(metric, 4)
         names[metric] = metric_name(metric, style.latex)
         shown[names[metric]] = frame.apply(lambda r, m=metric, d=decimals: _metric_cell(r, m, d, style), axis=1)
-    mask = best_mask(comparison)[comparison.metrics].rename(columns=names).reindex(columns=shown.columns,
-                                                                                   fill_value=False)
+    if not comparison.statistical:
+        mask = best_mask(comparison)[comparison.metrics].rename(columns=names).reindex(columns=shown.columns,
+                                                                                       fill_value=False)
+        return shown, mask
+    mask = pd.DataFrame(False, index=shown.index, columns=shown.columns)  # bold: as in the claims table, only
+    bold = set(comparison.claims.loc[resolved_best(comparison), "scheme"])  # what a paired Δ resolves
+    if comparison.primary in names:
+        mask[names[comparison.primary]] = (frame["source"] == "ours") & frame["scheme"].isin(bold)
     return shown, mask
+
+
+def bold_rule(comparison: Comparison) -> str:
+    """What bold means, for the captions."""
+    if not comparison.statistical:
+        return "Bold: best among our rows."
+    return ("Bold: our best scheme only where its paired Δ to the baseline is resolved (its interval excludes 0), "
+            "and every resolved Δ; nothing bold is nothing resolved.")
 
 
 def _metric_cell(row: pd.Series, metric: str, decimals: int, style: Style) -> str:
@@ -206,8 +218,9 @@ def summary_text(comparison: Comparison, style: Style, seeds: Sequence[int]) -> 
              f"interval): {counts[stats.REPRODUCED]} reproduced, {counts[stats.CONTRADICTED]} contradicted, "
              f"{counts[stats.UNRESOLVED]} not resolved (our interval includes 0)"]
     if counts[stats.NO_INTERVAL]:
+        flag = r"\texttt{-{}-seeds 0,1,2}" if style.latex else "`--seeds 0,1,2`"
         parts.append(f"{counts[stats.NO_INTERVAL]} with one seed only: no interval exists, so no verdict "
-                     f"(run at least 2 seeds, e.g. --seeds 0,1,2)")
+                     f"(run at least 2 seeds, e.g. {flag})")
     if counts[stats.NO_PAPER_ROW]:
         parts.append(f"{counts[stats.NO_PAPER_ROW]} scheme(s) without a paper row")
     text = "; ".join(parts) + f". Seeds: {', '.join(map(str, seeds)) or 'none'}."
@@ -244,13 +257,14 @@ def to_latex(comparison: Comparison, caption: str, label: str, seeds: Sequence[i
     claims, claims_mask = claims_display(comparison, style)
     full, full_mask = metrics_display(comparison, style)
     under = unfinished_text(comparison, style)
-    parts = [r"\noindent " + summary_text(comparison, style, seeds) + "\n",
+    # the verdict summary: the largest text after the section title (\large; captions and tables are smaller)
+    parts = [r"\noindent{\large " + summary_text(comparison, style, seeds) + "\\par}\n\\medskip\n",
              _styler_latex(claims, claims_mask, caption, label)]
     if under:
         parts.append(r"\noindent " + under + "\n")
     parts.append(_styler_latex(full, full_mask, "All metrics of the same runs (ours: mean $\\pm$ half-width of the "
-                               "95\\,\\% Student-t interval over seeds), the paper's rows beside them. Bold: best "
-                               "among our rows with at least 2 seeds.", f"{label}-all"))
+                               "95\\,\\% Student-t interval over seeds), the paper's rows beside them. "
+                               + latex_text(bold_rule(comparison)), f"{label}-all"))
     return "\n".join(parts)
 
 
@@ -267,15 +281,25 @@ def to_markdown(comparison: Comparison, caption: str, seeds: Sequence[int]) -> s
     parts = [summary_text(comparison, style, seeds), "", _markdown(claims, claims_mask), "", f"*{caption}*"]
     if under:
         parts += ["", under]
-    parts += ["", "All metrics (ours: mean ± half-width of the 95 % interval; bold: best among our rows with "
-              "at least 2 seeds):", "", _markdown(full, full_mask)]
+    parts += ["", f"All metrics (ours: mean ± half-width of the 95 % interval). {bold_rule(comparison)}", "",
+              _markdown(full, full_mask)]
     return "\n".join(parts) + "\n"
+
+
+def claims_markdown(comparison: Comparison, caption: str, seeds: Sequence[int]) -> str:
+    """The verdict summary and the claims table (no all-metrics table), in Markdown: the MLflow experiment's
+    description (:func:`fadepth.report.experiment_note`)."""
+    style = Style(latex=False)
+    claims, claims_mask = claims_display(comparison, style)
+    parts = [summary_text(comparison, style, seeds), "", _markdown(claims, claims_mask), "", f"*{caption}*"]
+    under = unfinished_text(comparison, style)
+    return "\n".join(parts + (["", under] if under else [])) + "\n"
 
 
 def caption_text(spec, comparison: Comparison, profile: str | None, seeds: Sequence[int], what: str,
                  latex: bool = True) -> str:
     """Caption: the table, profile, seeds, what ours and the interval are, Δ and bold rules."""
-    esc = latex_text if latex else _markdown_escape
+    esc = latex_text if latex else markdown_escape
     pm, delta, pct = (r"$\pm$", r"$\Delta$", r"\%") if latex else ("±", "Δ", "%")
     title = _title_without_number(spec.title or spec.name)
     parts = [f"{esc(title)}."]
@@ -284,7 +308,7 @@ def caption_text(spec, comparison: Comparison, profile: str | None, seeds: Seque
     parts.append(f"{what}; paper: FA-Depth's own numbers.")
     constant = [c for c in comparison.settings if c not in comparison.shown_settings]
     present = {c: comparison.frame[c][comparison.frame[c].map(comparable).notna()] for c in constant}
-    values = [f"{esc(c)}={esc(str(v.iloc[0]))}" for c, v in present.items() if len(v)]
+    values = [f"{esc(c)}={Style(latex).setting(v.iloc[0])}" for c, v in present.items() if len(v)]
     if values:
         parts.append("All rows: " + ", ".join(values) + ".")
     if comparison.statistical:
@@ -294,7 +318,7 @@ def caption_text(spec, comparison: Comparison, profile: str | None, seeds: Seque
                      + (f"; ours paired over the seeds both share, with its 95 {pct} t-interval in brackets. "
                         "Verdict: reproduced / contradicted when our interval excludes 0 with / against the "
                         "paper's sign, not resolved when it includes 0." if comparison.statistical else "."))
-    parts.append("Bold: best among our rows" + (" with at least 2 seeds." if comparison.statistical else "."))
+    parts.append(esc(bold_rule(comparison)))
     return " ".join(parts)
 
 

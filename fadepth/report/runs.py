@@ -8,15 +8,21 @@ run wins.  Tag names come from :mod:`fadepth.contracts`.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import mlflow
-import pandas as pd
-from mlflow.tracking import MlflowClient
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no artifact download bars in the report
 
-from fadepth import contracts as c
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from fadepth import contracts as c  # noqa: E402
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # no "Creating initial MLflow database tables" at INFO
 
 SCHEME_TAG, SEED_TAG = f"tags.{c.SCHEME}", f"tags.{c.SEED}"
 PROFILE_TAG, STUDY_TAG = f"tags.{c.PROFILE}", f"tags.{c.STUDY}"
@@ -245,6 +251,21 @@ def log_artifacts(tracking_uri: str, run_id: str, files: Sequence[Path], artifac
     client = MlflowClient(tracking_uri=tracking_uri)
     for file in files:
         client.log_artifact(run_id, str(file), artifact_path=artifact_path)
+
+
+NOTE_TAG = "mlflow.note.content"  # the experiment's description, rendered as Markdown by the MLflow UI
+NOTE_LIMIT = 19_000  # MLflow refuses experiment tag values over 20,000 characters
+
+
+def set_experiment_note(tracking_uri: str, experiment: str, markdown: str) -> None:
+    """Make `markdown` the description of the experiment named `experiment` (shown when it is opened)."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return
+    if len(markdown) > NOTE_LIMIT:
+        markdown = markdown[:NOTE_LIMIT] + "\n\n... (cut: see the report's Markdown artifact on the sweep run)\n"
+    client.set_experiment_tag(exp.experiment_id, NOTE_TAG, markdown)
 
 
 def log_table(tracking_uri: str, run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:

@@ -33,12 +33,22 @@ from fadepth.sweep.session import Sweep, others_running, progress_bar, summarise
 
 log = logging.getLogger("fadepth.sweep")
 INTERRUPT_GRACE_S = 60.0
+SWEEP_EXAMPLES = """\
+examples:
+  python sweeps/run.py ablations/table_v.yaml --profile smoke           # CPU minutes; same as: fadepth sweep ...
+  python sweeps/run.py ablations/table_vii.yaml --dry-run               # the scheme x seed table, runs nothing
+  python sweeps/run.py ablations/table_v.yaml --profile synthetic --seeds 0,1,2 --workers 2
+  python sweeps/run.py ablations/table_vii.yaml --profile paper --gpus 0,1,2,3
+A finished run keeps weights.pt and drops its training state checkpoint.pt (--keep-training-state keeps it);
+an unfinished run keeps both, so the same command resumes it.
+"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "sweeps/run.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="sweeps/run.py",
-        description="Rerun one table of the FA-Depth paper: one trial per scheme x seed, tracked in MLflow.")
+        prog=prog,
+        description="Rerun one table of the FA-Depth paper: one trial per scheme x seed, tracked in MLflow.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SWEEP_EXAMPLES)
     p.add_argument("spec", help="sweep spec, e.g. ablations/table_v.yaml")
     p.add_argument("--profile", default="paper", help="profile of the spec: smoke | paper | ... (default: paper)")
     p.add_argument("--seeds", help="comma-separated seeds (default: the spec's / profile's)")
@@ -69,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-data-check", dest="data_check", action="store_false",
                    help="skip the pre-flight of data and checkpoint files (e.g. a --dry-run of the paper profile "
                         "on a machine without the dataset); configs, models and devices are still checked")
+    p.add_argument("--keep-training-state", action="store_true",
+                   help="keep each finished run's checkpoint.pt (optimiser, pose net, RNG: what resuming needs); by "
+                        "default a finished run keeps only weights.pt (eval, predict, export), an unfinished one both")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--until-resolved", action="store_true",
                    help="after the sweep, add seeds in rounds (doubling) to the schemes of the spec's unresolved "
@@ -129,7 +142,7 @@ def start_workers(sweep: Sweep, args: argparse.Namespace) -> list[subprocess.Pop
             spec_path=str(sweep.plan.spec.path), profile=sweep.plan.profile, study_name=sweep.study_name,
             storage_url=sweep.storage_url, tracking_uri=sweep.tracking_uri, experiment_id=sweep.experiment_id,
             parent_run_id=sweep.parent_run_id, runs_dir=str(sweep.runs_dir), extra=sweep.plan.extra,
-            git_commit=sweep.git_commit, gpu=gpu, index=i)
+            git_commit=sweep.git_commit, gpu=gpu, index=i, keep_training_state=sweep.plan.keep_training_state)
         env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                           env.get("PYTHONPATH")]))
@@ -180,22 +193,34 @@ def log_sweep_fps(sweep: Sweep) -> None:
     logged = sweep.client.get_run(sweep.parent_run_id).data.metrics
     if any(name.startswith(contracts.FPS_METRIC.format("")) for name in logged):
         return  # measured by an earlier run of the same command
+    if sweep.plan.spec.kind == "train":
+        print("measuring FPS once per architecture (batch 1, 50 timed runs each, now that no run competes)...",
+              flush=True)
     fps = sweep_fps(sweep.plan.spec, sweep.plan.profile, sweep.plan.extra, sweep.plan.schemes)
     tr.log_sweep_fps(sweep.client, sweep.parent_run_id, fps)
 
 
+def log_scheme_metrics(sweep: Sweep) -> None:
+    """``<metric>/<scheme>`` (mean over seeds) on the sweep run: one chart there compares the schemes."""
+    from fadepth.sweep import tracking as tr
+
+    tr.log_scheme_metrics(sweep.client, sweep.experiment_id, sweep.study_name, sweep.parent_run_id,
+                          list(sweep.plan.spec.metrics.columns))
+
+
 # ------------------------------------------------------------------------------------ main
-def main(argv: list[str] | None = None, after: Callable[[argparse.Namespace, int], int] | None = None) -> int:
-    """``sweeps/run.py``: every error ends as one line (:mod:`fadepth.errors`).  ``after(args, rc)`` runs when
-    the sweep ends (``sweeps/run.py`` passes the claims' verdict and ``--until-resolved`` rounds, which live in
-    the report layer above this one) and returns the exit status."""
+def main(argv: list[str] | None = None, after: Callable[[argparse.Namespace, int], int] | None = None,
+         prog: str = "sweeps/run.py") -> int:
+    """``sweeps/run.py`` (and ``fadepth sweep``, `prog`): every error ends as one line (:mod:`fadepth.errors`).
+    ``after(args, rc)`` runs when the sweep ends (``sweeps/run.py`` passes the claims' verdict and
+    ``--until-resolved`` rounds, which live in the report layer above this one) and returns the exit status."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     # Ctrl-C must reach the wait loop even when started from a background shell job (which inherits
     # SIGINT as ignored, so Python would never raise KeyboardInterrupt).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    return guarded("sweeps/run.py", lambda: (after or (lambda _, rc: rc))(args, run(args)), debug=args.debug)
+    args = build_parser(prog).parse_args(argv)
+    return guarded(prog, lambda: (after or (lambda _, rc: rc))(args, run(args)), debug=args.debug)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -221,11 +246,18 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
+def queued_line(study_name: str, queued: dict[str, int]) -> str:
+    """What this start does: runs done before, queued now, already queued elsewhere, failed and left alone."""
+    line = (f"{study_name}: {queued['done']} done, {queued['enqueued']} queued now, "
+            f"{queued['queued'] + queued['running']} already queued/running")
+    if queued["failed"]:
+        line += f", {queued['failed']} failed earlier and not re-run (--retry-failed re-runs them)"
+    return line
+
+
 def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str, int] | None) -> int:
     if queued is not None:
-        print(f"{sweep.study_name}: {queued['done']} done, {queued['enqueued']} queued now, "
-              f"{queued['queued'] + queued['running']} already queued/running, "
-              f"{queued['failed']} failed (skipped; --retry-failed re-runs them)")
+        print(queued_line(sweep.study_name, queued))
     from fadepth.sweep import study as st
 
     if plan.cells and not st.has_waiting(sweep.study) and not others_running(sweep):
@@ -240,6 +272,7 @@ def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str,
         if not args.wait:
             return 0
         sweep.repair()
+        log_scheme_metrics(sweep)
         counts = summarise(sweep)
         ok = counts["done"] == len(plan.cells) if plan.cells else True
         sweep.finish("FINISHED" if ok else "FAILED")
@@ -253,14 +286,15 @@ def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str,
                 p.kill()
                 p.wait()
         sweep.repair()
+    if completed and not args.worker_only:
+        log_sweep_fps(sweep)  # before the summary, so the sweep's last lines are its result
+        log_scheme_metrics(sweep)
     counts = summarise(sweep)
     if not completed:
         sweep.finish("KILLED")
         print("interrupted: re-run the same command to finish the remaining runs", file=sys.stderr)
         return 130
     ok = counts["done"] == len(plan.cells) if plan.cells else True
-    if not args.worker_only:
-        log_sweep_fps(sweep)
     sweep.finish("FINISHED" if ok else "FAILED")
     bad = [p.pid for p in procs if p.returncode not in (0, 130)]
     if bad:

@@ -36,6 +36,7 @@ class Plan:
         self.data_check = getattr(args, "data_check", True)
         # Pairs of schemes whose configs are equal under this profile (and --set): the same run twice.
         self.duplicates = self.spec.duplicate_schemes(self.profile, self.extra, self.schemes)
+        self.keep_training_state = bool(getattr(args, "keep_training_state", False))  # finished runs' checkpoint.pt
         checked: set[str] = set()
         for scheme in self.schemes:  # every config and data file must validate before anything is written
             for seed in self.seeds:

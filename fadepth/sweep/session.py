@@ -123,7 +123,11 @@ def progress_bar(sweep: Sweep, show_progress: bool):
 
     cells = sweep.plan.cells
     total = len(cells) if cells else sweep.plan.spec.search.n_trials
-    return tqdm(total=total, desc=sweep.study_name, unit="run", disable=not show_progress, dynamic_ncols=True)
+    # Cells already done (or failed and not retried) when the bar starts are its `initial`: tqdm's rate, hence
+    # the ETA, counts only the runs of this session (a resumed sweep's first ETA was nonsense).
+    counts = sweep.progress() if cells else {"done": 0, "failed": 0}
+    return tqdm(total=total, initial=counts["done"] + counts["failed"], desc=sweep.study_name, unit="run",
+                disable=not show_progress, dynamic_ncols=True)
 
 
 def others_running(sweep: Sweep) -> bool:

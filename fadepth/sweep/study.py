@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +31,9 @@ from optuna.trial import FrozenTrial, TrialState
 from fadepth.sweep.spec import SweepSpec
 
 log = logging.getLogger(__name__)
+# fail_stale_trials and the heartbeat callback are stable in use here but marked experimental by Optuna, which
+# warns (with its source line) on every start: silenced for calls from fadepth.sweep only.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"fadepth\.sweep\.")
 
 SEED_RANGE = (0, 1_000_000)  # seed is an int param over a fixed range: --seeds may change between runs
 HEARTBEAT_S = int(os.environ.get("FADEPTH_SWEEP_HEARTBEAT_S", "60"))

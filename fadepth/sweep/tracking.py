@@ -2,7 +2,8 @@
 
 One experiment per spec (named ``spec.name``); one parent run per sweep (tag ``fadepth.role=sweep``, one per
 Optuna study, reused when the same command is run again); one child run per scheme x seed (tag
-``fadepth.role=run``) with the resolved config as params, curves ``train/<term>`` / ``val/<metric>``,
+``fadepth.role=run``) with the keys its spec varies and the recipe columns as params (the resolved config is its
+``config.yaml`` artifact), curves ``train/<term>`` / ``val/<metric>``,
 final metrics under plain names, and status FINISHED only for complete runs.
 
 Everything goes through :class:`mlflow.MlflowClient` with explicit run ids: no fluent active-run state,
@@ -13,6 +14,7 @@ The store, experiment and parent run are created by the launcher before any work
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -22,12 +24,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download / upload bars in our output
 
 import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from fadepth import contracts as c  # noqa: E402 - the tag names' owner; re-exported below for callers
+
+# MLflow logs its schema creation / migration ("Creating initial MLflow database tables...") at INFO on its own
+# handler: keep its warnings, drop the chatter around our progress bars.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 ROLE, TABLE, SCHEME, SEED = c.ROLE, c.TABLE, c.SCHEME, c.SEED
 SPEC_HASH, PROFILE, GIT, DEVICE, VERSIONS = c.SPEC_HASH, c.PROFILE, c.GIT, c.DEVICE, c.VERSIONS
@@ -213,8 +220,8 @@ class CurveLogger:
 
 # ---------------------------------------------------------------------------------- depth panels
 class PanelLogger:
-    """Trainer callback: a depth panel (input | prediction | ground truth | error) of one fixed validation
-    frame after every validation and at the end, as ``mlflow.log_image(key=panels, step=iteration)``."""
+    """Trainer callback: a depth panel (labelled 2 x 2 grid: input, prediction, ground truth, error) of one fixed
+    validation frame after every validation and at the end, as ``mlflow.log_image(key=panels, step=iteration)``."""
 
     def __init__(self, client: MlflowClient, run_id: str, cfg):
         self.client, self.run_id, self.cfg = client, run_id, cfg
@@ -246,6 +253,29 @@ class PanelLogger:
 
 
 # ---------------------------------------------------------------------------------- sweep-level numbers
+def scheme_metric_name(metric: str, scheme: str) -> str:
+    """``abs_rel/sch4*`` as an MLflow metric name (letters, digits, ``_-. /:``): ``abs_rel/sch4_star``."""
+    return f"{metric}/" + "".join(ch if ch.isalnum() or ch in "_-. :" else "_" for ch in scheme.replace("*", "_star"))
+
+
+def log_scheme_metrics(client: MlflowClient, experiment_id: str, study: str, parent_run_id: str,
+                       metrics: list[str]) -> dict[str, float]:
+    """On the sweep run, each metric's mean over the finished seeds of each scheme, as ``<metric>/<scheme>``:
+    the sweep run's charts then compare the schemes (one bar per scheme) without grouping child runs.
+    A cell run twice counts once (its latest run).  Returns what was logged."""
+    runs = client.search_runs([experiment_id], f"tags.`{STUDY}` = '{study}' and tags.`{ROLE}` = 'run' and "
+                              "attributes.status = 'FINISHED'", max_results=5000, order_by=["attributes.start_time ASC"])
+    latest = {(r.data.tags.get(SCHEME), r.data.tags.get(SEED)): r for r in runs if r.data.tags.get(SCHEME)}
+    values: dict[str, list[float]] = {}
+    for (scheme, _), run in latest.items():
+        for metric in metrics:
+            if _is_number(run.data.metrics.get(metric)):
+                values.setdefault(scheme_metric_name(metric, scheme), []).append(float(run.data.metrics[metric]))
+    means = {name: sum(v) / len(v) for name, v in values.items()}
+    log_final_metrics(client, parent_run_id, means)
+    return means
+
+
 def log_sweep_fps(client: MlflowClient, parent_run_id: str, fps: Mapping[str, float]) -> None:
     """FPS per architecture (measured once per sweep) on the sweep's parent run: ``fps/<architecture>``."""
     log_final_metrics(client, parent_run_id, {c.FPS_METRIC.format(k): v for k, v in fps.items()})

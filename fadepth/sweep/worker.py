@@ -58,6 +58,7 @@ class WorkerContext:
     git_commit: str = "unknown"
     gpu: str | None = None
     index: int = 0
+    keep_training_state: bool = False  # sweeps/run.py --keep-training-state: finished runs keep checkpoint.pt
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -108,17 +109,18 @@ class Objective:
         trial.set_user_attr(st.ATTR_HOST, self.host)
         trial.set_user_attr(st.ATTR_PID, self.pid)
         done = tr.finished_child_run(self.client, self.ctx.experiment_id, self.ctx.study_name, cell)
+        out_dir = Path(self.ctx.runs_dir) / "train" / self.ctx.study_name / run_dir_name(scheme) / f"seed{seed}"
         if done is not None:  # logged completely by an earlier worker that died before telling Optuna
             trial.set_user_attr("mlflow_run_id", done.info.run_id)
+            self.drop_training_state(out_dir)
             return self.primary_value(done.data.metrics)
-        out_dir = Path(self.ctx.runs_dir) / "train" / self.ctx.study_name / run_dir_name(scheme) / f"seed{seed}"
         cfg = self.spec.resolve(scheme, seed, self.ctx.profile, {**extra, "train.out_dir": str(out_dir)})
         run_id = resume_preempted_run(self.client, self.ctx, cell, self.tags(trial, cell, scheme, seed, cfg))
         new_run = run_id is None
         if new_run:
             run_id = tr.start_child_run(
                 self.client, self.ctx.experiment_id, self.ctx.parent_run_id, run_name=contracts.run_name(scheme, seed),
-                tags=self.tags(trial, cell, scheme, seed, cfg), params=cfg.to_flat_dict())
+                tags=self.tags(trial, cell, scheme, seed, cfg), params=self.logged_params(cfg))
         trial.set_user_attr("mlflow_run_id", run_id)
         try:  # from here on any error is recorded on both the trial and the run (e.g. a read-only artifact store)
             if new_run:
@@ -146,7 +148,16 @@ class Objective:
             log.error("cell %s failed:\n%s", cell, "".join(traceback.format_exception(exc)))
             raise
         self.client.set_terminated(run_id, status="FINISHED")
+        self.drop_training_state(out_dir)
         return value
+
+    def drop_training_state(self, out_dir: Path) -> None:
+        """A FINISHED run keeps weights.pt and drops checkpoint.pt (the resumable training state, ~10x larger)
+        unless --keep-training-state; an unfinished run never gets here, so it keeps both and resumes."""
+        from fadepth.checkpoint import STATE_NAME, WEIGHTS_NAME
+
+        if not self.ctx.keep_training_state and self.spec.kind == "train" and (out_dir / WEIGHTS_NAME).is_file():
+            (out_dir / STATE_NAME).unlink(missing_ok=True)
 
     def cell_of(self, trial: optuna.Trial) -> tuple[str, str, int, dict[str, Any]]:
         extra = dict(self.ctx.extra)
@@ -205,6 +216,14 @@ class Objective:
         return value
 
     # ------------------------------------------------------------------------------ logging
+    def logged_params(self, cfg) -> dict[str, Any]:
+        """MLflow params: the recipe columns, every key the spec / profile / --set vary (the dry-run table's
+        columns) and the seed, not ~120 keys; the whole config is the ``config.yaml`` artifact."""
+        flat = cfg.to_flat_dict()
+        keys = self.spec.dry_run_keys(self.spec.scheme_names, self.ctx.profile)
+        keys += [k for k in (*self.ctx.extra, "train.seed") if k not in keys]
+        return {k: flat[k] for k in keys if k in flat}
+
     def tags(self, trial: optuna.Trial, cell: str, scheme: str, seed: int, cfg) -> dict[str, Any]:
         return {
             tr.TABLE: self.spec.name, tr.SCHEME: scheme, tr.SEED: seed, tr.SPEC_HASH: self.spec.spec_hash,
