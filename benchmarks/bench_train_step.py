@@ -173,9 +173,9 @@ def breakdown(args) -> None:
     cr, timer = trainer.objective.cr_loss, Timer()
     trainer.depth_net.forward = timer.wrap("depth forward", trainer.depth_net.forward)
     trainer.pose_net.forward = timer.wrap("pose forward", trainer.pose_net.forward)
-    parts = {"_image_moments": "L_p: SSIM statistics of the frames", "_identity_errors": "L_p: identity errors (auto-mask)",
-             "_depths": "upsample + eq. 12 depth", "_directions": "warps + photometric errors (all scales)",
-             "_photometric_term": "L_p: min-reprojection, masks", "_depth_consistency_term": "L_d",
+    parts = {"_identity_errors": "L_p: identity errors (auto-mask)",
+             "_warp_views": "depth, warps, photometric errors (every scale and view at once)",
+             "_directional": "min-reprojection, masks (L_p and L_feat)", "_depth_consistency_term": "L_d",
              "_feature_term": "L_feat", "_smoothness_term": "L_s"}
     for name, label in parts.items():
         setattr(cr, name, timer.wrap(label, getattr(cr, name)))

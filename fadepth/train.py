@@ -28,11 +28,10 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
 
 from fadepth.checkpoint import (
     STATE_NAME,
@@ -45,6 +44,7 @@ from fadepth.checkpoint import (
     save_weights,
 )
 from fadepth.config import ConfigError, ExperimentConfig, dump_config
+from fadepth.data.stream import EpochSampler, SeededSamples, batches, make_loader, step_seed  # noqa: F401 (API)
 from fadepth.etm_training import apply_etm_drop_rates, parameter_groups
 from fadepth.models import build_pose_model, initial_depth_model
 from fadepth.schedules import apply_drop_rates
@@ -75,72 +75,6 @@ class TrainResult:
     weights: Path | None = None  # deployable weights (what eval / predict / export and MLflow take)
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
-    """A seeded permutation per epoch, optionally starting part-way (for exact resume).
-
-    Yields ``(index, sample_seed)``: the seed of every sample's random draws (augmentation) is a function of
-    (train seed, epoch, position), so the data are the same with any number of loader workers and after
-    a resume, which would otherwise restart the workers' random streams.  ``set_epoch`` repositions one
-    sampler, so a DataLoader with persistent workers can serve every epoch.
-    """
-
-    def __init__(self, size: int, seed: int, epoch: int = 0, start: int = 0):
-        self.size, self.seed = size, seed
-        self.set_epoch(epoch, start)
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.size, generator=gen).tolist()
-        base = step_seed(self.seed, self.epoch * self.size)
-        return iter((i, (base + pos * 104_729) % (2**31 - 1)) for pos, i in enumerate(order) if pos >= self.start)
-
-    def __len__(self) -> int:
-        return self.size - self.start
-
-
-class SeededSamples(torch.utils.data.Dataset):
-    """``dataset[index]`` with torch's random state (in whichever process loads it) seeded per sample."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: tuple[int, int]):
-        index, seed = key
-        torch.manual_seed(seed)
-        return self.dataset[index]
-
-
-def make_loader(dataset, cfg: ExperimentConfig, sampler: EpochSampler, device: torch.device) -> DataLoader:
-    workers = cfg.data.num_workers
-    pin = cfg.data.pin_memory if cfg.data.pin_memory != "auto" else device.type == "cuda"
-    return DataLoader(SeededSamples(dataset), batch_size=cfg.train.batch_size, sampler=sampler, drop_last=True,
-                      num_workers=workers, persistent_workers=workers > 0 and cfg.data.persistent_workers,
-                      pin_memory=pin)
-
-
-def batches(dataset, cfg: ExperimentConfig, start_iteration: int,
-            device: torch.device | None = None) -> Iterator[dict[str, Any]]:
-    """An endless stream of training batches, positioned at `start_iteration`."""
-    per_epoch = len(dataset) // cfg.train.batch_size
-    if per_epoch == 0:
-        raise ValueError(
-            f"training set has {len(dataset)} snippets, fewer than one batch of {cfg.train.batch_size}"
-        )
-    epoch, skip = divmod(start_iteration, per_epoch)
-    sampler = EpochSampler(len(dataset), cfg.train.seed, epoch, skip * cfg.train.batch_size)
-    loader = make_loader(dataset, cfg, sampler, device or torch.device("cpu"))
-    while True:
-        yield from loader
-        epoch += 1
-        sampler.set_epoch(epoch)
-
-
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig):
     total = max(cfg.train.iterations, 1)
     kind = cfg.optim.scheduler
@@ -150,10 +84,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: ExperimentConfig):
     if kind == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-
-
-def step_seed(seed: int, iteration: int) -> int:
-    return (seed * 1_000_003 + iteration * 7919) % (2**31 - 1)
 
 
 def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
