@@ -228,8 +228,6 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_dry_run(plan)
         return 0
-    for line in duplicate_lines(plan):
-        print(line, file=sys.stderr)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -237,7 +235,9 @@ def run(args: argparse.Namespace) -> int:
         from fadepth.sweep import slurm
 
         slurm.check(args)
-    sweep = Sweep(plan, args)
+    sweep = Sweep(plan, args)  # validates --storage / --tracking-uri: a bad flag stays a one-line error
+    for line in duplicate_lines(plan):
+        print(line, file=sys.stderr)
     try:
         return launch(sweep, plan, args, sweep.prepare())
     except BaseException as exc:  # never leave the sweep run RUNNING behind an error of this process
