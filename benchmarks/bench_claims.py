@@ -86,6 +86,14 @@ def run_spec(spec, args: argparse.Namespace) -> pd.DataFrame:
     return frame
 
 
+def only_schemes(spec, schemes: str | None):
+    """``spec`` with only the claims whose scheme and reference are both in ``schemes`` (all when None)."""
+    if not schemes:
+        return spec
+    keep = {s.strip() for s in schemes.split(",") if s.strip()}
+    return spec.model_copy(update={"claims": [c for c in spec.claims if {c.scheme, c.reference} <= keep]})
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("specs", nargs="*", help="specs whose claims to run (default: every ablations/table_*.yaml "
@@ -96,6 +104,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="add seeds in rounds (doubling) to the schemes of unresolved claims, up to --max-seeds")
     p.add_argument("--max-seeds", type=launcher.positive_int, default=16, metavar="N",
                    help="with --until-resolved: the most seeds per scheme (default 16)")
+    p.add_argument("--schemes", help="comma-separated schemes: run only the claims whose scheme and reference are "
+                                     "both among them (e.g. a1,a2 for Table VIII's flip level)")
     p.add_argument("--runs-dir", type=Path, default=ROOT / "bench_out" / "claims", help="stores and checkpoints")
     p.add_argument("--storage", help="Optuna storage passed to the sweep (default: <runs-dir>/optuna.journal)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI passed to the sweep (default: <runs-dir>/mlflow.db)")
@@ -112,7 +122,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     args.runs_dir = args.runs_dir.resolve()
     paths = [Path(s) for s in args.specs] or sorted((ROOT / "ablations").glob("table_*.yaml"))
-    specs = [spec for spec in map(load_spec, paths) if spec.claims]
+    specs = [only_schemes(spec, args.schemes) for spec in map(load_spec, paths)]
+    specs = [spec for spec in specs if spec.claims]
     if not specs:
         raise SystemExit(f"bench_claims: no claims declared in {', '.join(map(str, paths))}")
     t0 = time.perf_counter()
