@@ -387,3 +387,27 @@ def test_sweep_read_only_store_folder(tmp_path, capsys, monkeypatch):
         one_error_line(capsys, str(ro), "not writable")
     finally:
         ro.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------------- issue 25: store paths
+TWO = "- name: a\n- name: b\n  overrides: {train.log_every: 3}\n"  # two schemes, two configs
+
+@pytest.mark.parametrize("runs_dir", ["m?1", "m#1", "m%3F1"])
+def test_runs_dir_a_uri_cannot_carry_is_refused(runs_dir, tmp_path, capsys, monkeypatch):
+    """``--runs-dir m?1`` and ``m?2`` once shared one MLflow file ``m``: now one line naming the character."""
+    monkeypatch.chdir(tmp_path)
+    spec = tiny_spec(tmp_path, TWO)
+    before = set(tmp_path.iterdir())
+    assert sweep_main([str(spec), "--profile", "smoke", "--no-progress", "--runs-dir", runs_dir]) == 2
+    one_error_line(capsys, "--runs-dir", runs_dir, repr(runs_dir[1]), "URI")
+    assert set(tmp_path.iterdir()) == before  # no 'm' file, no runs folder
+
+
+@pytest.mark.parametrize("flag, value", [("--tracking-uri", "sqlite:///{}/a?b/mlflow.db"),
+                                         ("--storage", "{}/a#b/optuna.journal")])
+def test_store_path_a_uri_cannot_carry_is_refused(flag, value, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = tiny_spec(tmp_path, TWO)
+    assert sweep_main([str(spec), "--profile", "smoke", "--no-progress", flag, value.format(tmp_path)]) == 2
+    one_error_line(capsys, flag, "URI")
+    assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("a*"))

@@ -13,6 +13,20 @@ from pathlib import Path
 
 from fadepth.config import ConfigError
 
+# A local store's path ends up in a URI (MLflow's ``sqlite:///PATH``, artifact locations): ``?`` starts a query,
+# ``#`` a fragment and ``%`` an escape, so ``runs?1`` and ``runs?2`` would both open a file named ``runs``.
+URI_UNSAFE = {"?": "'?'", "#": "'#'", "%": "'%'"}
+
+
+def check_uri_safe(path: str | Path, what: str) -> None:
+    """Refuse, in one line, a path a URI cannot carry as it is (the characters are named)."""
+    text = str(path)
+    bad = [shown for ch, shown in URI_UNSAFE.items() if ch in text]
+    bad += ["control characters"] if any(ord(ch) < 32 or ord(ch) == 127 for ch in text) else []
+    if bad:
+        raise ConfigError(f"{what} {text!r}: holds {', '.join(bad)}, which a store URI cannot carry "
+                          "(sqlite:///... would cut the path there); choose a folder name without them")
+
 
 def local_store_files(storage_url: str, tracking_uri: str) -> list[Path]:
     """The on-disk files of the Optuna storage and MLflow store (journal file, SQLite databases)."""
@@ -37,6 +51,11 @@ def check_stores(storage_url: str, tracking_uri: str, runs_dir: Path) -> None:
     if scheme.split("+")[0] not in ("sqlite", "http", "https", "postgresql", "mysql", "databricks", "file"):
         raise ConfigError(f"--tracking-uri {tracking_uri!r}: expected sqlite:///FILE, http(s)://HOST or an "
                           "RDB URL")
+    check_uri_safe(runs_dir, "--runs-dir")
+    if tracking_uri.startswith("sqlite:///"):
+        check_uri_safe(tracking_uri[len("sqlite:///"):], "--tracking-uri")
+    if "://" not in storage_url:
+        check_uri_safe(storage_url, "--storage")
     try:
         check_output_folder(runs_dir, "--runs-dir")
         for file in local_store_files(storage_url, tracking_uri):
