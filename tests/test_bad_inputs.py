@@ -411,3 +411,36 @@ def test_store_path_a_uri_cannot_carry_is_refused(flag, value, tmp_path, capsys,
     assert sweep_main([str(spec), "--profile", "smoke", "--no-progress", flag, value.format(tmp_path)]) == 2
     one_error_line(capsys, flag, "URI")
     assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("a*"))
+
+
+# ----------------------------------------------------------------------------------- issue 25: names -> paths
+HOSTILE = ["..", ".", "x/../../../escaped", "a\\b", "a\nb", "it's"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+@pytest.mark.parametrize("where", ["name", "profile"])
+def test_hostile_spec_or_profile_name_is_refused_and_writes_nothing(where, name, tmp_path, capsys, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    spec = tiny_spec(tmp_path, TWO)
+    data = yaml.safe_load(spec.read_text())
+    if where == "name":
+        data["name"] = name
+    else:
+        data["profiles"][name] = data["profiles"].pop("smoke")
+    spec.write_text(yaml.safe_dump(data))
+    profile = name if where == "profile" else "smoke"
+    before = {p for p in tmp_path.parent.rglob("*")}
+    assert sweep_main([str(spec), "--profile", profile, "--no-progress", "--runs-dir", "runs"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ": error: " in err and repr(name) in err, err
+    assert {p for p in tmp_path.parent.rglob("*")} == before  # nothing inside or outside --runs-dir
+
+
+def test_report_study_name_is_checked(capsys):
+    from fadepth.report import parse_args
+
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["ablations/table_v.yaml", "--study", "x' or '1'='1"])
+    assert exc.value.code == 2 and "--study" in capsys.readouterr().err
