@@ -152,3 +152,39 @@ def test_artifact_store_failure_is_the_trials_failure_reason(tmp_path, monkeypat
     runs = client.search_runs([exp.experiment_id], "tags.`fadepth.role` = 'run'")
     assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED"]
     assert sorted(r.data.tags["fadepth.error"] for r in runs) == sorted(t.user_attrs["fadepth.error"] for t in trials)
+
+
+# ----------------------------------------------------------------------------------- issue 25: taking a trial
+def test_two_workers_never_take_one_queued_trial_on_sqlite(tmp_path, monkeypatch):
+    """SQLite ignores SELECT ... FOR UPDATE: two workers reading the WAITING trial before either writes RUNNING
+    both took it (1 in 14 rounds of two launchers).  A pause between the read and the write makes the race
+    certain; under :func:`lock_trial_takes` exactly one worker gets the trial."""
+    import threading
+
+    import optuna
+    from optuna.storages import RDBStorage
+    from optuna.trial import TrialState
+
+    from fadepth.sweep.stores import lock_trial_takes
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=RDBStorage(url))
+    study.enqueue_trial({"x": 1})
+    trial_id = study.get_trials(deepcopy=False)[0]._trial_id
+    slow = RDBStorage.check_trial_is_updatable
+    monkeypatch.setattr(RDBStorage, "check_trial_is_updatable",
+                        lambda self, *a: (time.sleep(0.3), slow(self, *a))[1])
+    took = []
+
+    def worker():
+        storage = RDBStorage(url)
+        storage = lock_trial_takes(storage, url)  # without it: [True, True] (checked on Optuna 5.0)
+        took.append(storage.set_trial_state_values(trial_id, state=TrialState.RUNNING))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(took) == [False, True]

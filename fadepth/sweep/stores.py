@@ -69,15 +69,48 @@ def check_stores(storage_url: str, tracking_uri: str, runs_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def store_lock(storage_url: str, tracking_uri: str, runs_dir: Path):
-    """Exclusive lock files next to the local stores (or in --runs-dir for remote ones): launchers started
-    together initialise the stores, create the study / parent run and enqueue cells one after the other."""
-    files = local_store_files(storage_url, tracking_uri) or [runs_dir / "sweep"]
-    locks = sorted({f.with_name(f.name + ".fadepth-init.lock") for f in files})
+def file_lock(*locks: Path):
+    """Exclusive ``fcntl.flock`` on each file (created if missing), taken in sorted order, released at exit.
+    flock belongs to the open file, so it also serialises threads of one process."""
     with contextlib.ExitStack() as stack:
-        for lock in locks:
+        for lock in sorted(set(locks)):
             lock.parent.mkdir(parents=True, exist_ok=True)
             fh = stack.enter_context(open(lock, "a"))  # noqa: SIM115
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             stack.callback(fcntl.flock, fh.fileno(), fcntl.LOCK_UN)
         yield
+
+
+@contextlib.contextmanager
+def store_lock(storage_url: str, tracking_uri: str, runs_dir: Path):
+    """Exclusive lock files next to the local stores (or in --runs-dir for remote ones): launchers started
+    together initialise the stores, create the study / parent run and enqueue cells one after the other."""
+    files = local_store_files(storage_url, tracking_uri) or [runs_dir / "sweep"]
+    with file_lock(*(f.with_name(f.name + ".fadepth-init.lock") for f in files)):
+        yield
+
+
+def lock_trial_takes(storage, storage_url: str):
+    """Make taking a queued trial atomic across processes on a local SQLite study (issue 25).
+
+    Optuna takes a WAITING trial by reading its state and writing RUNNING (``set_trial_state_values``); on
+    PostgreSQL / MySQL the read is ``SELECT ... FOR UPDATE``, which SQLite ignores, so two workers of two
+    launchers could both take one trial (2 finished runs for one cell, then "Cannot tell a COMPLETE trial").
+    Here that one call runs under a lock file next to the database.  A journal file needs nothing: its log
+    replays the two takes in order and only the first one wins."""
+    if not storage_url.startswith("sqlite:///"):
+        return storage
+    from optuna.trial import TrialState
+
+    db = Path(storage_url[len("sqlite:///"):]).expanduser().absolute()
+    lock = db.with_name(db.name + ".fadepth-take.lock")
+    inner = storage.set_trial_state_values
+
+    def set_trial_state_values(trial_id, state, values=None):
+        if state != TrialState.RUNNING:
+            return inner(trial_id, state=state, values=values)
+        with file_lock(lock):
+            return inner(trial_id, state=state, values=values)
+
+    storage.set_trial_state_values = set_trial_state_values
+    return storage

@@ -38,6 +38,7 @@ from fadepth import contracts
 from fadepth.sweep import study as st
 from fadepth.sweep import tracking as tr
 from fadepth.sweep.spec import SweepSpec, load_spec
+from fadepth.sweep.stores import lock_trial_takes
 
 log = logging.getLogger("fadepth.sweep.worker")
 
@@ -383,7 +384,7 @@ def run_worker(ctx: WorkerContext) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_spec(ctx.spec_path)
     client = tr.configure(ctx.tracking_uri)
-    storage = st.open_storage(ctx.storage_url)
+    storage = lock_trial_takes(st.open_storage(ctx.storage_url), ctx.storage_url)
     study = st.load_study(spec, ctx.study_name, storage)
     objective = Objective(ctx, spec, client)
     log.info("worker %d (pid %d, gpu %s) on study %s", ctx.index, os.getpid(), ctx.gpu, ctx.study_name)
