@@ -188,3 +188,44 @@ def test_two_workers_never_take_one_queued_trial_on_sqlite(tmp_path, monkeypatch
     for t in threads:
         t.join()
     assert sorted(took) == [False, True]
+
+
+# ----------------------------------------------------------------------------------- issue 25: one writer per out_dir
+TINY = ["data.height=32", "data.width=96", "train.batch_size=2", "eval.max_images=2", "train.progress=false",
+        "data.synthetic.train_sequences=1", "data.synthetic.test_sequences=1", "data.synthetic.frames_per_sequence=6"]
+
+
+def test_train_on_a_busy_out_dir_refuses_in_one_line(tmp_path, capsys):
+    """Another process holds the folder (here: a child holding the lock): `fadepth train` there exits 2 naming
+    the folder, host and pid, and changes nothing in it."""
+    from fadepth.cli import main as fadepth
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom fadepth.runlock import run_lock\n"
+                               f"with run_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (out / "config.yaml").write_text("theirs\n")
+        rc = fadepth(["train", *TINY, f"train.out_dir={out}", "train.iterations=0", "--no-track"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert str(out) in err and f"pid {holder.pid}" in err and "in use" in err, err
+        assert (out / "config.yaml").read_text() == "theirs\n"
+        assert sorted(p.name for p in out.iterdir()) == [".fadepth.lock", "config.yaml"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_run_lock_left_by_a_killed_run_is_taken_over_and_removed_at_exit(tmp_path):
+    from fadepth.runlock import LOCK_NAME, FolderBusyError, run_lock
+
+    (tmp_path / LOCK_NAME).write_text("host elsewhere pid 999999999 since yesterday\n")  # nobody holds it
+    with run_lock(tmp_path) as lock:
+        assert f"pid {os.getpid()}" in lock.read_text()
+        with pytest.raises(FolderBusyError, match="in use by host"):
+            with run_lock(tmp_path):  # a second writer, even in the same process
+                pass
+    assert not (tmp_path / LOCK_NAME).exists()
