@@ -444,3 +444,48 @@ def test_report_study_name_is_checked(capsys):
     with pytest.raises(SystemExit) as exc:
         parse_args(["ablations/table_v.yaml", "--study", "x' or '1'='1"])
     assert exc.value.code == 2 and "--study" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------- issue 25: no silent flag
+NO_GPU = not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--set", "train.seed=7"], ["--set train.seed=7", "--seeds"]),
+    (["--set", "train.out_dir=elsewhere"], ["train.out_dir", "--runs-dir"]),
+    (["--gpus", "x"], ["--gpus", "GPU ids"]),
+    (["--gpus", "7,8"], ["--gpus 7,8", "no GPU 7, 8"]),
+    (["--seeds", ",".join(map(str, range(65)))], ["65 seeds", "--yes"]),
+    (["--set", "train.precision=fp16", "--set", "train.device=cpu"], ["train.precision=fp16", "CUDA"]),
+    (["--set", "train.cuda_graphs=true", "--set", "train.device=cpu"], ["train.cuda_graphs", "CUDA"]),
+])
+def test_sweep_flags_are_never_silently_ignored(args, needles, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(tiny_spec(tmp_path, TWO)), "--profile", "smoke", "--no-progress", *args]) == 2
+    one_error_line(capsys, "sweeps/run.py", *needles)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("workers", ["0", "-3"])
+def test_sweep_workers_must_be_positive(workers, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        sweep_main([str(tiny_spec(tmp_path, TWO)), "--profile", "smoke", "--workers", workers])
+    assert exc.value.code == 2 and f"--workers: expected a whole number >= 1, got '{workers}'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(not NO_GPU, reason="needs a machine without a visible GPU")
+def test_sweep_gpu_ids_on_a_machine_without_gpus(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(tiny_spec(tmp_path, TWO)), "--profile", "smoke", "--no-progress", "--gpus", "0"]) == 2
+    one_error_line(capsys, "--gpus 0", "no GPU is visible", "--gpus none")
+
+
+def test_sweep_large_request_with_yes_says_its_size(tmp_path, capsys, monkeypatch):
+    from fadepth.sweep import checks
+
+    checks.check_size(2, 65, yes=True)
+    assert "2 schemes x 65 seeds = 130 runs" in capsys.readouterr().err
+    with pytest.raises(Exception, match="501 runs"):
+        checks.check_size(501, 1, yes=False)

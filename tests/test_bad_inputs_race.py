@@ -158,14 +158,14 @@ def test_artifact_store_failure_is_the_trials_failure_reason(tmp_path, monkeypat
 def test_two_workers_never_take_one_queued_trial_on_sqlite(tmp_path, monkeypatch):
     """SQLite ignores SELECT ... FOR UPDATE: two workers reading the WAITING trial before either writes RUNNING
     both took it (1 in 14 rounds of two launchers).  A pause between the read and the write makes the race
-    certain; under :func:`lock_trial_takes` exactly one worker gets the trial."""
+    certain; under :func:`guard_trial_takes` exactly one worker gets the trial."""
     import threading
 
     import optuna
     from optuna.storages import RDBStorage
     from optuna.trial import TrialState
 
-    from fadepth.sweep.stores import lock_trial_takes
+    from fadepth.sweep.stores import guard_trial_takes
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -179,7 +179,7 @@ def test_two_workers_never_take_one_queued_trial_on_sqlite(tmp_path, monkeypatch
 
     def worker():
         storage = RDBStorage(url)
-        storage = lock_trial_takes(storage, url)  # without it: [True, True] (checked on Optuna 5.0)
+        storage = guard_trial_takes(storage, url)  # without it: [True, True] (checked on Optuna 5.0)
         took.append(storage.set_trial_state_values(trial_id, state=TrialState.RUNNING))
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
@@ -229,3 +229,33 @@ def test_run_lock_left_by_a_killed_run_is_taken_over_and_removed_at_exit(tmp_pat
             with run_lock(tmp_path):  # a second writer, even in the same process
                 pass
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+# ----------------------------------------------------------------------------------- issue 25: a subset run
+@pytest.mark.slow
+def test_subset_run_leaves_another_requests_cells_queued(tmp_path):
+    """Cells queued by another request of the same study (here seeds 5 and 6) stay queued: a re-run with
+    --seeds 0 (done) starts no work, --seeds 0,1 runs seed 1 only; both say so."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from fadepth.sweep import study as st
+    from fadepth.sweep.spec import load_spec
+
+    spec_path = race_spec(tmp_path)
+    first = launch(tmp_path, spec_path, "--seeds", "0")
+    assert first.wait(timeout=600) == 0, first.stdout.read()
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "runs" / "optuna.journal")))
+    (name,) = optuna.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    spec = load_spec(spec_path)
+    st.enqueue_cells(study, spec, st.cells_of(spec, ["a", "b"], [5, 6]), retry_failed=False)  # the other request
+    for seeds, done in (("0", 2), ("0,1", 4)):
+        proc = launch(tmp_path, spec_path, "--seeds", seeds)
+        out = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, out
+        assert "4 cell(s) queued by another request" in out and f"{len(seeds.split(',')) * 2}/" in out, out
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        assert sum(t.state.name == "COMPLETE" for t in trials) == done
+        assert sorted(t.user_attrs["seed"] for t in trials if t.state.name == "WAITING") == [5, 5, 6, 6]

@@ -90,26 +90,33 @@ def store_lock(storage_url: str, tracking_uri: str, runs_dir: Path):
         yield
 
 
-def lock_trial_takes(storage, storage_url: str):
-    """Make taking a queued trial atomic across processes on a local SQLite study (issue 25).
+def guard_trial_takes(storage, storage_url: str, cells: "set[str] | None" = None):
+    """Taking a queued trial (Optuna's ``set_trial_state_values(RUNNING)``) made safe, on this process's storage.
 
-    Optuna takes a WAITING trial by reading its state and writing RUNNING (``set_trial_state_values``); on
-    PostgreSQL / MySQL the read is ``SELECT ... FOR UPDATE``, which SQLite ignores, so two workers of two
-    launchers could both take one trial (2 finished runs for one cell, then "Cannot tell a COMPLETE trial").
-    Here that one call runs under a lock file next to the database.  A journal file needs nothing: its log
-    replays the two takes in order and only the first one wins."""
-    if not storage_url.startswith("sqlite:///"):
-        return storage
+    * Atomic across processes on a local SQLite study (issue 25): on PostgreSQL / MySQL the read is
+      ``SELECT ... FOR UPDATE``, which SQLite ignores, so two workers of two launchers could both take one trial
+      (2 finished runs for one cell, then "Cannot tell a COMPLETE trial").  Here the take runs under a lock file
+      next to the database.  A journal file needs nothing: its log replays two takes in order, the first wins.
+    * Only the request's own cells (`cells`, the keys of ``Cell``): a trial queued by another request (say 1,000
+      seeds) is declined as if another worker had taken it, so it stays queued for its own launcher."""
     from optuna.trial import TrialState
 
-    db = Path(storage_url[len("sqlite:///"):]).expanduser().absolute()
-    lock = db.with_name(db.name + ".fadepth-take.lock")
+    from fadepth.sweep.study import ATTR_CELL
+
+    lock = None
+    if storage_url.startswith("sqlite:///"):
+        db = Path(storage_url[len("sqlite:///"):]).expanduser().absolute()
+        lock = db.with_name(db.name + ".fadepth-take.lock")
+    if lock is None and cells is None:
+        return storage
     inner = storage.set_trial_state_values
 
     def set_trial_state_values(trial_id, state, values=None):
         if state != TrialState.RUNNING:
             return inner(trial_id, state=state, values=values)
-        with file_lock(lock):
+        if cells is not None and storage.get_trial(trial_id).user_attrs.get(ATTR_CELL, "") not in cells:
+            return False  # another request's cell: leave it queued
+        with file_lock(lock) if lock else contextlib.nullcontext():
             return inner(trial_id, state=state, values=values)
 
     storage.set_trial_state_values = set_trial_state_values
