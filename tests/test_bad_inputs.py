@@ -489,3 +489,9 @@ def test_sweep_large_request_with_yes_says_its_size(tmp_path, capsys, monkeypatc
     assert "2 schemes x 65 seeds = 130 runs" in capsys.readouterr().err
     with pytest.raises(Exception, match="501 runs"):
         checks.check_size(501, 1, yes=False)
+
+
+def test_eval_unknown_split_is_refused(weights, capsys):
+    """`eval --split nosuch` evaluated the default split without a word."""
+    assert fadepth(["eval", "--checkpoint", str(weights), "--split", "nosuch"]) == 2
+    one_error_line(capsys, "'nosuch'", "synthetic", "test or val")
