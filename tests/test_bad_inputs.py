@@ -495,3 +495,56 @@ def test_eval_unknown_split_is_refused(weights, capsys):
     """`eval --split nosuch` evaluated the default split without a word."""
     assert fadepth(["eval", "--checkpoint", str(weights), "--split", "nosuch"]) == 2
     one_error_line(capsys, "'nosuch'", "synthetic", "test or val")
+
+
+# ----------------------------------------------------------------------------------- issue 25: full disks, damage
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
+                                     RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")])
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(failure, tmp_path, monkeypatch):
+    """A fake writer fails half-way: one line 'disk full while writing FILE', the previous file unchanged, no
+    temporary left."""
+    from fadepth.errors import DiskFullError, is_known
+    from fadepth.utils import atomic_torch_save, atomic_write_bytes
+
+    target = tmp_path / "checkpoint.pt"
+    atomic_torch_save({"model": 1}, target)
+    good = target.read_bytes()
+
+    def full_disk_save(obj, f, *a, **k):
+        Path(f).write_bytes(b"PK\x03\x04 half")
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full_disk_save)
+    with pytest.raises(DiskFullError, match=f"disk full while writing {target}") as exc:
+        atomic_torch_save({"model": 2}, target)
+    assert is_known(exc.value) and "previous checkpoint.pt is kept" in str(exc.value)
+    assert target.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+    real_fdopen = os.fdopen
+
+    class FullFile:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullFile(real_fdopen(fd, mode)))
+    (tmp_path / "config.yaml").write_bytes(b"old\n")
+    with pytest.raises(DiskFullError, match="disk full while writing .*config.yaml"):
+        atomic_write_bytes(tmp_path / "config.yaml", b"new\n")
+    assert (tmp_path / "config.yaml").read_bytes() == b"old\n" and len(list(tmp_path.iterdir())) == 2
+
+
+def test_truncated_checkpoint_says_so(weights, tmp_path, capsys):
+    cut = tmp_path / "weights.pt"
+    cut.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert fadepth(["eval", "--checkpoint", str(cut)]) == 2
+    one_error_line(capsys, str(cut), "truncated checkpoint", "move it aside")
+    assert cut.stat().st_size == weights.stat().st_size // 2  # never repaired
