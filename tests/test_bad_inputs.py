@@ -548,3 +548,19 @@ def test_truncated_checkpoint_says_so(weights, tmp_path, capsys):
     assert fadepth(["eval", "--checkpoint", str(cut)]) == 2
     one_error_line(capsys, str(cut), "truncated checkpoint", "move it aside")
     assert cut.stat().st_size == weights.stat().st_size // 2  # never repaired
+
+
+@pytest.mark.parametrize("file, content, needles", [
+    ("optuna.journal", b"\x87\x00garbage\n{}\n", ["optuna.journal", "not an Optuna journal", "line 1"]),
+    ("optuna.journal", b'{"op_code": 0, "worker_id": "x"}\n{not json\n{"op_code": 1}\n',
+     ["not an Optuna journal", "line 2"]),
+    ("mlflow.db", b"this is not a database" * 100, ["mlflow.db", "not an SQLite database", "MLflow store"]),
+])
+def test_damaged_store_is_one_line_and_left_alone(file, content, needles, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / file).write_bytes(content)
+    assert sweep_main([str(tiny_spec(tmp_path, TWO)), "--profile", "smoke", "--no-progress"]) == 2
+    one_error_line(capsys, *needles, "move it aside")
+    assert (tmp_path / "runs" / file).read_bytes() == content
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [file]

@@ -66,6 +66,40 @@ def check_stores(storage_url: str, tracking_uri: str, runs_dir: Path) -> None:
                 raise PreflightError(f"store {str(file)!r}: file is not writable")
     except PreflightError as exc:
         raise ConfigError(str(exc)) from None
+    check_store_contents(storage_url, tracking_uri)
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+MOVE_ASIDE = "it is left as it is: move it aside (or restore a copy) or use another --runs-dir"
+
+
+def check_store_contents(storage_url: str, tracking_uri: str) -> None:
+    """Refuse, in one line naming the file, a local store that is not what its name says (issue 25): an SQLite
+    URL whose file is not an SQLite database, a journal path whose file is not an Optuna journal.  Nothing is
+    repaired.  A last line cut short is allowed: Optuna ignores it (a writer killed mid-append)."""
+    for url, what in ((storage_url, "Optuna storage"), (tracking_uri, "MLflow store")):
+        if url.startswith("sqlite:///"):
+            file = Path(url[len("sqlite:///"):]).expanduser()
+            if file.is_file() and file.stat().st_size:
+                with open(file, "rb") as fh:
+                    if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                        raise ConfigError(f"{file}: not an SQLite database (the {what}); {MOVE_ASIDE}")
+    if "://" in storage_url or not Path(storage_url).is_file():
+        return
+    import json
+
+    with open(storage_url, "rb") as fh:
+        lines = fh.readlines()
+    for number, line in enumerate(lines, start=1):
+        if number == len(lines) and not line.endswith(b"\n"):
+            break
+        try:
+            record = json.loads(line)
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise ConfigError(f"{storage_url}: not an Optuna journal (line {number} is not a journal record); "
+                              f"{MOVE_ASIDE}")
 
 
 @contextlib.contextmanager
