@@ -38,6 +38,8 @@ class CheckpointError(InputError, RuntimeError):
 
 
 REQUIRED_KEYS = ("model", "config")
+# what torch.load says of a file cut short (a full disk, a killed copy): the zip's directory is at its end
+TRUNCATED = ("central directory", "failed reading zip archive", "Ran out of input", "unexpected EOF")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -72,6 +74,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         state = torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
     except Exception as exc:  # torch raises several types for corrupt files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if any(s in reason for s in TRUNCATED):
+            raise CheckpointError(f"{path}: truncated checkpoint ({reason[:160]}); it is left as it is: restore a "
+                                  "copy, or move it aside to start that run again") from None
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a fadepth checkpoint (holds a {type(state).__name__}, expected a dict)")

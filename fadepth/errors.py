@@ -22,6 +22,11 @@ class InputError(ValueError):
     """Bad user input (a file, key or value): the CLIs print its message as one line, without a traceback."""
 
 
+class DiskFullError(InputError):
+    """A write ran out of space (ENOSPC / EDQUOT, or torch's zip writer failing mid-file); the file it would have
+    replaced is kept."""
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true",
                         help="on an error, also print the Python traceback (env FADEPTH_DEBUG=1 does the same)")

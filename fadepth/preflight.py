@@ -141,6 +141,10 @@ def check_test_split(cfg: ExperimentConfig, split: str) -> int:
     """Number of evaluation images of `split` ("test" or "val"), after checking every file they read."""
     from fadepth.data import build_test_set, resolve_protocol
 
+    known = ("test", "val") + (("eigen", "eigen_benchmark") if cfg.data.dataset == "kitti" else ())
+    if split not in known:  # an unknown name used to evaluate the default split without a word (issue 25)
+        raise PreflightError(f"eval split {split!r} is not a split of {cfg.data.dataset}: expected "
+                             f"{' or '.join(known)}")
     data, eval_cfg = cfg.data, cfg.eval.model_copy(update={"split": split})
     _wrap("eval.protocol", resolve_protocol, data, eval_cfg)
     if data.dataset in ("kitti", "ddad"):

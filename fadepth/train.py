@@ -47,6 +47,7 @@ from fadepth.config import ConfigError, ExperimentConfig, dump_config
 from fadepth.data.stream import EpochSampler, SeededSamples, batches, make_loader, step_seed  # noqa: F401 (API)
 from fadepth.etm_training import apply_etm_drop_rates, parameter_groups
 from fadepth.models import build_pose_model, initial_depth_model
+from fadepth.runlock import run_lock
 from fadepth.schedules import apply_drop_rates
 from fadepth.step_runtime import CapturedStep, NonFiniteWatch, read_scalars
 from fadepth.utils import resolve_device, seed_everything, to_channels_last
@@ -320,6 +321,10 @@ class Trainer:
         self.read({})
 
     def fit(self, resume: bool = True) -> TrainResult:
+        with run_lock(self.out_dir):  # one writer per train.out_dir, else one line naming the holder (issue 25)
+            return self._fit(resume)
+
+    def _fit(self, resume: bool = True) -> TrainResult:
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(self.out_dir)

@@ -1,6 +1,7 @@
 """Small shared helpers: device choice, seeding, atomic writes."""
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
@@ -9,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from fadepth.errors import DiskFullError
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
@@ -29,6 +32,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# torch.save's zip writer reports a failed write (a full disk) as RuntimeError: "[enforce fail at
+# inline_container.cc:...] unexpected pos ..." or "... file write failed".
+TORCH_WRITE_FAILED = ("unexpected pos", "file write failed")
+
+
+def disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in NO_SPACE
+    return isinstance(exc, RuntimeError) and any(s in str(exc) for s in TORCH_WRITE_FAILED)
+
+
+def _raise_disk_full(path: Path, exc: BaseException) -> None:
+    if disk_full(exc):
+        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
+        raise DiskFullError(f"disk full while writing {path} ({kept}): free some space or choose another "
+                            "folder, then run again") from exc
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
@@ -40,8 +62,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        _raise_disk_full(path, exc)
         raise
 
 
@@ -56,8 +79,9 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        _raise_disk_full(path, exc)
         raise
 
 

@@ -387,3 +387,180 @@ def test_sweep_read_only_store_folder(tmp_path, capsys, monkeypatch):
         one_error_line(capsys, str(ro), "not writable")
     finally:
         ro.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------------- issue 25: store paths
+TWO = "- name: a\n- name: b\n  overrides: {train.log_every: 3}\n"  # two schemes, two configs
+
+@pytest.mark.parametrize("runs_dir", ["m?1", "m#1", "m%3F1"])
+def test_runs_dir_a_uri_cannot_carry_is_refused(runs_dir, tmp_path, capsys, monkeypatch):
+    """``--runs-dir m?1`` and ``m?2`` once shared one MLflow file ``m``: now one line naming the character."""
+    monkeypatch.chdir(tmp_path)
+    spec = tiny_spec(tmp_path, TWO)
+    before = set(tmp_path.iterdir())
+    assert sweep_main([str(spec), "--profile", "smoke", "--no-progress", "--runs-dir", runs_dir]) == 2
+    one_error_line(capsys, "--runs-dir", runs_dir, repr(runs_dir[1]), "URI")
+    assert set(tmp_path.iterdir()) == before  # no 'm' file, no runs folder
+
+
+@pytest.mark.parametrize("flag, value", [("--tracking-uri", "sqlite:///{}/a?b/mlflow.db"),
+                                         ("--storage", "{}/a#b/optuna.journal")])
+def test_store_path_a_uri_cannot_carry_is_refused(flag, value, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = tiny_spec(tmp_path, TWO)
+    assert sweep_main([str(spec), "--profile", "smoke", "--no-progress", flag, value.format(tmp_path)]) == 2
+    one_error_line(capsys, flag, "URI")
+    assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("a*"))
+
+
+# ----------------------------------------------------------------------------------- issue 25: names -> paths
+HOSTILE = ["..", ".", "x/../../../escaped", "a\\b", "a\nb", "it's"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+@pytest.mark.parametrize("where", ["name", "profile"])
+def test_hostile_spec_or_profile_name_is_refused_and_writes_nothing(where, name, tmp_path, capsys, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    spec = tiny_spec(tmp_path, TWO)
+    data = yaml.safe_load(spec.read_text())
+    if where == "name":
+        data["name"] = name
+    else:
+        data["profiles"][name] = data["profiles"].pop("smoke")
+    spec.write_text(yaml.safe_dump(data))
+    profile = name if where == "profile" else "smoke"
+    before = {p for p in tmp_path.parent.rglob("*")}
+    assert sweep_main([str(spec), "--profile", profile, "--no-progress", "--runs-dir", "runs"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ": error: " in err and repr(name) in err, err
+    assert {p for p in tmp_path.parent.rglob("*")} == before  # nothing inside or outside --runs-dir
+
+
+def test_report_study_name_is_checked(capsys):
+    from fadepth.report import parse_args
+
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["ablations/table_v.yaml", "--study", "x' or '1'='1"])
+    assert exc.value.code == 2 and "--study" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------- issue 25: no silent flag
+NO_GPU = not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--set", "train.seed=7"], ["--set train.seed=7", "--seeds"]),
+    (["--set", "train.out_dir=elsewhere"], ["train.out_dir", "--runs-dir"]),
+    (["--gpus", "x"], ["--gpus", "GPU ids"]),
+    (["--gpus", "7,8"], ["--gpus 7,8", "no GPU 7, 8"]),
+    (["--seeds", ",".join(map(str, range(65)))], ["65 seeds", "--yes"]),
+    (["--set", "train.precision=fp16", "--set", "train.device=cpu"], ["train.precision=fp16", "CUDA"]),
+    (["--set", "train.cuda_graphs=true", "--set", "train.device=cpu"], ["train.cuda_graphs", "CUDA"]),
+])
+def test_sweep_flags_are_never_silently_ignored(args, needles, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(tiny_spec(tmp_path, TWO)), "--profile", "smoke", "--no-progress", *args]) == 2
+    one_error_line(capsys, "sweeps/run.py", *needles)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("workers", ["0", "-3"])
+def test_sweep_workers_must_be_positive(workers, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        sweep_main([str(tiny_spec(tmp_path, TWO)), "--profile", "smoke", "--workers", workers])
+    assert exc.value.code == 2 and f"--workers: expected a whole number >= 1, got '{workers}'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(not NO_GPU, reason="needs a machine without a visible GPU")
+def test_sweep_gpu_ids_on_a_machine_without_gpus(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(tiny_spec(tmp_path, TWO)), "--profile", "smoke", "--no-progress", "--gpus", "0"]) == 2
+    one_error_line(capsys, "--gpus 0", "no GPU is visible", "--gpus none")
+
+
+def test_sweep_large_request_with_yes_says_its_size(tmp_path, capsys, monkeypatch):
+    from fadepth.sweep import checks
+
+    checks.check_size(2, 65, yes=True)
+    assert "2 schemes x 65 seeds = 130 runs" in capsys.readouterr().err
+    with pytest.raises(Exception, match="501 runs"):
+        checks.check_size(501, 1, yes=False)
+
+
+def test_eval_unknown_split_is_refused(weights, capsys):
+    """`eval --split nosuch` evaluated the default split without a word."""
+    assert fadepth(["eval", "--checkpoint", str(weights), "--split", "nosuch"]) == 2
+    one_error_line(capsys, "'nosuch'", "synthetic", "test or val")
+
+
+# ----------------------------------------------------------------------------------- issue 25: full disks, damage
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
+                                     RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")])
+def test_disk_full_while_saving_keeps_the_previous_checkpoint(failure, tmp_path, monkeypatch):
+    """A fake writer fails half-way: one line 'disk full while writing FILE', the previous file unchanged, no
+    temporary left."""
+    from fadepth.errors import DiskFullError, is_known
+    from fadepth.utils import atomic_torch_save, atomic_write_bytes
+
+    target = tmp_path / "checkpoint.pt"
+    atomic_torch_save({"model": 1}, target)
+    good = target.read_bytes()
+
+    def full_disk_save(obj, f, *a, **k):
+        Path(f).write_bytes(b"PK\x03\x04 half")
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full_disk_save)
+    with pytest.raises(DiskFullError, match=f"disk full while writing {target}") as exc:
+        atomic_torch_save({"model": 2}, target)
+    assert is_known(exc.value) and "previous checkpoint.pt is kept" in str(exc.value)
+    assert target.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+    real_fdopen = os.fdopen
+
+    class FullFile:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullFile(real_fdopen(fd, mode)))
+    (tmp_path / "config.yaml").write_bytes(b"old\n")
+    with pytest.raises(DiskFullError, match="disk full while writing .*config.yaml"):
+        atomic_write_bytes(tmp_path / "config.yaml", b"new\n")
+    assert (tmp_path / "config.yaml").read_bytes() == b"old\n" and len(list(tmp_path.iterdir())) == 2
+
+
+def test_truncated_checkpoint_says_so(weights, tmp_path, capsys):
+    cut = tmp_path / "weights.pt"
+    cut.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert fadepth(["eval", "--checkpoint", str(cut)]) == 2
+    one_error_line(capsys, str(cut), "truncated checkpoint", "move it aside")
+    assert cut.stat().st_size == weights.stat().st_size // 2  # never repaired
+
+
+@pytest.mark.parametrize("file, content, needles", [
+    ("optuna.journal", b"\x87\x00garbage\n{}\n", ["optuna.journal", "not an Optuna journal", "line 1"]),
+    ("optuna.journal", b'{"op_code": 0, "worker_id": "x"}\n{not json\n{"op_code": 1}\n',
+     ["not an Optuna journal", "line 2"]),
+    ("mlflow.db", b"this is not a database" * 100, ["mlflow.db", "not an SQLite database", "MLflow store"]),
+])
+def test_damaged_store_is_one_line_and_left_alone(file, content, needles, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / file).write_bytes(content)
+    assert sweep_main([str(tiny_spec(tmp_path, TWO)), "--profile", "smoke", "--no-progress"]) == 2
+    one_error_line(capsys, *needles, "move it aside")
+    assert (tmp_path / "runs" / file).read_bytes() == content
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [file]

@@ -152,3 +152,110 @@ def test_artifact_store_failure_is_the_trials_failure_reason(tmp_path, monkeypat
     runs = client.search_runs([exp.experiment_id], "tags.`fadepth.role` = 'run'")
     assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED"]
     assert sorted(r.data.tags["fadepth.error"] for r in runs) == sorted(t.user_attrs["fadepth.error"] for t in trials)
+
+
+# ----------------------------------------------------------------------------------- issue 25: taking a trial
+def test_two_workers_never_take_one_queued_trial_on_sqlite(tmp_path, monkeypatch):
+    """SQLite ignores SELECT ... FOR UPDATE: two workers reading the WAITING trial before either writes RUNNING
+    both took it (1 in 14 rounds of two launchers).  A pause between the read and the write makes the race
+    certain; under :func:`guard_trial_takes` exactly one worker gets the trial."""
+    import threading
+
+    import optuna
+    from optuna.storages import RDBStorage
+    from optuna.trial import TrialState
+
+    from fadepth.sweep.stores import guard_trial_takes
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=RDBStorage(url))
+    study.enqueue_trial({"x": 1})
+    trial_id = study.get_trials(deepcopy=False)[0]._trial_id
+    slow = RDBStorage.check_trial_is_updatable
+    monkeypatch.setattr(RDBStorage, "check_trial_is_updatable",
+                        lambda self, *a: (time.sleep(0.3), slow(self, *a))[1])
+    took = []
+
+    def worker():
+        storage = RDBStorage(url)
+        storage = guard_trial_takes(storage, url)  # without it: [True, True] (checked on Optuna 5.0)
+        took.append(storage.set_trial_state_values(trial_id, state=TrialState.RUNNING))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(took) == [False, True]
+
+
+# ----------------------------------------------------------------------------------- issue 25: one writer per out_dir
+TINY = ["data.height=32", "data.width=96", "train.batch_size=2", "eval.max_images=2", "train.progress=false",
+        "data.synthetic.train_sequences=1", "data.synthetic.test_sequences=1", "data.synthetic.frames_per_sequence=6"]
+
+
+def test_train_on_a_busy_out_dir_refuses_in_one_line(tmp_path, capsys):
+    """Another process holds the folder (here: a child holding the lock): `fadepth train` there exits 2 naming
+    the folder, host and pid, and changes nothing in it."""
+    from fadepth.cli import main as fadepth
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom fadepth.runlock import run_lock\n"
+                               f"with run_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (out / "config.yaml").write_text("theirs\n")
+        rc = fadepth(["train", *TINY, f"train.out_dir={out}", "train.iterations=0", "--no-track"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert str(out) in err and f"pid {holder.pid}" in err and "in use" in err, err
+        assert (out / "config.yaml").read_text() == "theirs\n"
+        assert sorted(p.name for p in out.iterdir()) == [".fadepth.lock", "config.yaml"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_run_lock_left_by_a_killed_run_is_taken_over_and_removed_at_exit(tmp_path):
+    from fadepth.runlock import LOCK_NAME, FolderBusyError, run_lock
+
+    (tmp_path / LOCK_NAME).write_text("host elsewhere pid 999999999 since yesterday\n")  # nobody holds it
+    with run_lock(tmp_path) as lock:
+        assert f"pid {os.getpid()}" in lock.read_text()
+        with pytest.raises(FolderBusyError, match="in use by host"):
+            with run_lock(tmp_path):  # a second writer, even in the same process
+                pass
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+# ----------------------------------------------------------------------------------- issue 25: a subset run
+@pytest.mark.slow
+def test_subset_run_leaves_another_requests_cells_queued(tmp_path):
+    """Cells queued by another request of the same study (here seeds 5 and 6) stay queued: a re-run with
+    --seeds 0 (done) starts no work, --seeds 0,1 runs seed 1 only; both say so."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from fadepth.sweep import study as st
+    from fadepth.sweep.spec import load_spec
+
+    spec_path = race_spec(tmp_path)
+    first = launch(tmp_path, spec_path, "--seeds", "0")
+    assert first.wait(timeout=600) == 0, first.stdout.read()
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "runs" / "optuna.journal")))
+    (name,) = optuna.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    spec = load_spec(spec_path)
+    st.enqueue_cells(study, spec, st.cells_of(spec, ["a", "b"], [5, 6]), retry_failed=False)  # the other request
+    for seeds, done in (("0", 2), ("0,1", 4)):
+        proc = launch(tmp_path, spec_path, "--seeds", seeds)
+        out = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, out
+        assert "4 cell(s) queued by another request" in out and f"{len(seeds.split(',')) * 2}/" in out, out
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        assert sum(t.state.name == "COMPLETE" for t in trials) == done
+        assert sorted(t.user_attrs["seed"] for t in trials if t.state.name == "WAITING") == [5, 5, 6, 6]

@@ -32,7 +32,8 @@ def test_started_workers_are_pinned(monkeypatch, tmp_path):
 
     monkeypatch.setattr(launcher.subprocess, "Popen", fake_popen)
     monkeypatch.setattr(launcher, "resolve_gpus", lambda text: ["0", "1"])
-    plan = types.SimpleNamespace(spec=types.SimpleNamespace(path="s.yaml"), profile="smoke", extra={})
+    plan = types.SimpleNamespace(spec=types.SimpleNamespace(path="s.yaml"), profile="smoke", extra={},
+                                 keep_training_state=False, schemes=["a"], seeds=[0])
     sweep = types.SimpleNamespace(plan=plan, study_name="s", storage_url="j", tracking_uri="t", experiment_id="1",
                                   parent_run_id="p", runs_dir=tmp_path, git_commit="c")
     args = build_parser().parse_args(["s.yaml", "--workers-per-gpu", "2"])

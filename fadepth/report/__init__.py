@@ -266,6 +266,10 @@ def parse_args(argv: Sequence[str] | None, prog: str = "reports/build.py") -> ar
     args = parser.parse_args(argv)
     if bool(args.spec) == bool(args.all):
         parser.error("give exactly one of SPEC or --all")
+    from fadepth.sweep.names import name_problem
+
+    if args.study is not None and name_problem(args.study, "--study"):  # a filter value: no quotes, no '/'
+        parser.error(name_problem(args.study, "--study"))
     return args
 
 

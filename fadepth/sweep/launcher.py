@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from fadepth.errors import add_debug_flag, guarded
+from fadepth.sweep.checks import BIG_CELLS, BIG_SEEDS
 from fadepth.sweep.packing import auto_workers_per_gpu
 from fadepth.sweep.plan import Plan, duplicate_lines, print_dry_run
 from fadepth.sweep.session import Sweep, others_running, progress_bar, summarise, update_bar
@@ -60,7 +61,7 @@ def build_parser(prog: str = "sweeps/run.py") -> argparse.ArgumentParser:
                    help="workers sharing each GPU (several small runs on one large GPU); each sees only its own "
                         "device through CUDA_VISIBLE_DEVICES (default: chosen from one run's measured peak memory "
                         "and the CPU cores, and printed; no effect on CPU workers)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="CPU worker processes when no GPU is used (default: one per CPU core, at most 8)")
     p.add_argument("--runs-dir", default="runs", help="embedded stores, checkpoints and logs (default: ./runs)")
     p.add_argument("--storage", help="Optuna storage: a journal file path (default runs/optuna.journal) or an "
@@ -72,6 +73,8 @@ def build_parser(prog: str = "sweeps/run.py") -> argparse.ArgumentParser:
                         "changes the study name")
     p.add_argument("--worker-only", action="store_true",
                    help="attach workers to a sweep started elsewhere: never create or enqueue")
+    p.add_argument("--yes", action="store_true",
+                   help=f"queue a large request (more than {BIG_SEEDS} seeds or {BIG_CELLS} runs) without asking")
     p.add_argument("--retry-failed", action="store_true", help="re-enqueue cells whose run raised or hit NaN")
     p.add_argument("--dry-run", action="store_true",
                    help="validate every run (configs, models, devices, every data file) and print the scheme x seed "
@@ -142,7 +145,8 @@ def start_workers(sweep: Sweep, args: argparse.Namespace) -> list[subprocess.Pop
             spec_path=str(sweep.plan.spec.path), profile=sweep.plan.profile, study_name=sweep.study_name,
             storage_url=sweep.storage_url, tracking_uri=sweep.tracking_uri, experiment_id=sweep.experiment_id,
             parent_run_id=sweep.parent_run_id, runs_dir=str(sweep.runs_dir), extra=sweep.plan.extra,
-            git_commit=sweep.git_commit, gpu=gpu, index=i, keep_training_state=sweep.plan.keep_training_state)
+            git_commit=sweep.git_commit, gpu=gpu, index=i, keep_training_state=sweep.plan.keep_training_state,
+            schemes=sweep.plan.schemes, seeds=sweep.plan.seeds)
         env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                           env.get("PYTHONPATH")]))
@@ -260,7 +264,13 @@ def launch(sweep: Sweep, plan: Plan, args: argparse.Namespace, queued: dict[str,
         print(queued_line(sweep.study_name, queued))
     from fadepth.sweep import study as st
 
-    if plan.cells and not st.has_waiting(sweep.study) and not others_running(sweep):
+    own = {cell.key for cell in plan.cells}
+    foreign = sum(t.user_attrs.get(st.ATTR_CELL) not in own for t in sweep.study.get_trials(
+        deepcopy=False, states=(st.TrialState.WAITING,))) if plan.cells else 0
+    if foreign:
+        print(f"{sweep.study_name}: {foreign} cell(s) queued by another request (other seeds or schemes) stay "
+              "queued; this run runs only its own", file=sys.stderr)
+    if plan.cells and not st.has_waiting(sweep.study, own) and not others_running(sweep):
         counts = summarise(sweep)
         sweep.finish("FINISHED" if counts["done"] == len(plan.cells) else "FAILED")
         return 0 if counts["done"] == len(plan.cells) else 1

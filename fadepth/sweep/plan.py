@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from fadepth.config import ConfigError, check_key, parse_override
+from fadepth.sweep import checks
 from fadepth.sweep.spec import SweepSpec, dry_run_values, load_spec
 
 
@@ -21,6 +22,8 @@ class Plan:
         self.profile = args.profile
         self.spec.profile(self.profile)
         self.extra = parse_sets(args.sets)
+        checks.check_owned_keys(self.extra)
+        checks.check_gpus(getattr(args, "gpus", None), getattr(args, "launcher", "local"))
         self.seeds = parse_ints(args.seeds, "--seeds") if args.seeds is not None else self.spec.seeds_for(self.profile)
         self.schemes = self.spec.scheme_names
         if args.only is not None:
@@ -33,6 +36,8 @@ class Plan:
                 raise ConfigError(f"{self.spec.path}: --only: unknown scheme(s) {', '.join(unknown)}; "
                                   f"schemes: {', '.join(self.schemes)}")
             self.schemes = [s for s in self.schemes if s in wanted]
+        if not getattr(args, "dry_run", False):
+            checks.check_size(len(self.schemes), len(self.seeds), getattr(args, "yes", False))
         self.data_check = getattr(args, "data_check", True)
         # Pairs of schemes whose configs are equal under this profile (and --set): the same run twice.
         self.duplicates = self.spec.duplicate_schemes(self.profile, self.extra, self.schemes)
@@ -51,13 +56,14 @@ class Plan:
         key = json.dumps({k: v for k, v in flat.items() if k.split(".")[0] in keys or k in keys}, sort_keys=True,
                          default=str)
         try:
+            checks.check_device_settings(cfg)  # what fadepth train refuses up front (fp16 / CUDA graphs on CPU)
             if not self.data_check:
                 check_config(cfg, files=False)
             elif self.spec.kind != "train" or key in checked:
                 check_config(cfg)
             else:
                 check_run(cfg.model_copy(update={"train": cfg.train.model_copy(update={"out_dir": "."})}))
-        except PreflightError as exc:
+        except (PreflightError, ConfigError) as exc:
             raise ConfigError(f"{self.spec.path}: scheme {scheme!r}, profile {self.profile!r}: {exc}") from None
         checked.add(key)
 

@@ -267,7 +267,8 @@ def submit(sweep, args: argparse.Namespace) -> list:
         spec_path=str(Path(sweep.plan.spec.path).resolve()), profile=sweep.plan.profile,
         study_name=sweep.study_name, storage_url=sweep.storage_url, tracking_uri=sweep.tracking_uri,
         experiment_id=sweep.experiment_id, parent_run_id=sweep.parent_run_id, runs_dir=str(sweep.runs_dir),
-        extra=sweep.plan.extra, git_commit=sweep.git_commit, keep_training_state=sweep.plan.keep_training_state)
+        extra=sweep.plan.extra, git_commit=sweep.git_commit, keep_training_state=sweep.plan.keep_training_state,
+        schemes=sweep.plan.schemes, seeds=sweep.plan.seeds)
     with executor.batch():
         jobs = [executor.submit(SweepJob(ctx.to_json())) for _ in range(args.jobs)]
     return jobs

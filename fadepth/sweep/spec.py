@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fadepth import contracts
 from fadepth.sweep.claims import Claim, ClaimError, parse_claims, resolve_claims
+from fadepth.sweep.names import spec_name_problems
 from fadepth.config import (
     ConfigError,
     ExperimentConfig,
@@ -325,6 +326,8 @@ def load_spec(path: str | Path) -> SweepSpec:
         spec = SweepSpec.model_validate({**data, "path": path, "claims": []})
     except ValidationError as exc:
         raise SpecError(_format_spec_error(exc, path, data)) from None
+    for problem in spec_name_problems(spec.name, spec.profiles)[:1]:  # names that become folders (issue 25)
+        raise SpecError(f"{path}: {problem}")
     _check_semantics(spec)
     try:  # each claim checked against the schemes and metrics; the paper's values read from the paper CSV
         claims = resolve_claims(claims, spec.paper_table, {s.name: s for s in spec.schemes}, spec.metrics.columns)

@@ -13,6 +13,20 @@ from pathlib import Path
 
 from fadepth.config import ConfigError
 
+# A local store's path ends up in a URI (MLflow's ``sqlite:///PATH``, artifact locations): ``?`` starts a query,
+# ``#`` a fragment and ``%`` an escape, so ``runs?1`` and ``runs?2`` would both open a file named ``runs``.
+URI_UNSAFE = {"?": "'?'", "#": "'#'", "%": "'%'"}
+
+
+def check_uri_safe(path: str | Path, what: str) -> None:
+    """Refuse, in one line, a path a URI cannot carry as it is (the characters are named)."""
+    text = str(path)
+    bad = [shown for ch, shown in URI_UNSAFE.items() if ch in text]
+    bad += ["control characters"] if any(ord(ch) < 32 or ord(ch) == 127 for ch in text) else []
+    if bad:
+        raise ConfigError(f"{what} {text!r}: holds {', '.join(bad)}, which a store URI cannot carry "
+                          "(sqlite:///... would cut the path there); choose a folder name without them")
+
 
 def local_store_files(storage_url: str, tracking_uri: str) -> list[Path]:
     """The on-disk files of the Optuna storage and MLflow store (journal file, SQLite databases)."""
@@ -37,6 +51,11 @@ def check_stores(storage_url: str, tracking_uri: str, runs_dir: Path) -> None:
     if scheme.split("+")[0] not in ("sqlite", "http", "https", "postgresql", "mysql", "databricks", "file"):
         raise ConfigError(f"--tracking-uri {tracking_uri!r}: expected sqlite:///FILE, http(s)://HOST or an "
                           "RDB URL")
+    check_uri_safe(runs_dir, "--runs-dir")
+    if tracking_uri.startswith("sqlite:///"):
+        check_uri_safe(tracking_uri[len("sqlite:///"):], "--tracking-uri")
+    if "://" not in storage_url:
+        check_uri_safe(storage_url, "--storage")
     try:
         check_output_folder(runs_dir, "--runs-dir")
         for file in local_store_files(storage_url, tracking_uri):
@@ -47,6 +66,53 @@ def check_stores(storage_url: str, tracking_uri: str, runs_dir: Path) -> None:
                 raise PreflightError(f"store {str(file)!r}: file is not writable")
     except PreflightError as exc:
         raise ConfigError(str(exc)) from None
+    check_store_contents(storage_url, tracking_uri)
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+MOVE_ASIDE = "it is left as it is: move it aside (or restore a copy) or use another --runs-dir"
+
+
+def check_store_contents(storage_url: str, tracking_uri: str) -> None:
+    """Refuse, in one line naming the file, a local store that is not what its name says (issue 25): an SQLite
+    URL whose file is not an SQLite database, a journal path whose file is not an Optuna journal.  Nothing is
+    repaired.  A last line cut short is allowed: Optuna ignores it (a writer killed mid-append)."""
+    for url, what in ((storage_url, "Optuna storage"), (tracking_uri, "MLflow store")):
+        if url.startswith("sqlite:///"):
+            file = Path(url[len("sqlite:///"):]).expanduser()
+            if file.is_file() and file.stat().st_size:
+                with open(file, "rb") as fh:
+                    if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                        raise ConfigError(f"{file}: not an SQLite database (the {what}); {MOVE_ASIDE}")
+    if "://" in storage_url or not Path(storage_url).is_file():
+        return
+    import json
+
+    with open(storage_url, "rb") as fh:
+        lines = fh.readlines()
+    for number, line in enumerate(lines, start=1):
+        if number == len(lines) and not line.endswith(b"\n"):
+            break
+        try:
+            record = json.loads(line)
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise ConfigError(f"{storage_url}: not an Optuna journal (line {number} is not a journal record); "
+                              f"{MOVE_ASIDE}")
+
+
+@contextlib.contextmanager
+def file_lock(*locks: Path):
+    """Exclusive ``fcntl.flock`` on each file (created if missing), taken in sorted order, released at exit.
+    flock belongs to the open file, so it also serialises threads of one process."""
+    with contextlib.ExitStack() as stack:
+        for lock in sorted(set(locks)):
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fh = stack.enter_context(open(lock, "a"))  # noqa: SIM115
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            stack.callback(fcntl.flock, fh.fileno(), fcntl.LOCK_UN)
+        yield
 
 
 @contextlib.contextmanager
@@ -54,11 +120,38 @@ def store_lock(storage_url: str, tracking_uri: str, runs_dir: Path):
     """Exclusive lock files next to the local stores (or in --runs-dir for remote ones): launchers started
     together initialise the stores, create the study / parent run and enqueue cells one after the other."""
     files = local_store_files(storage_url, tracking_uri) or [runs_dir / "sweep"]
-    locks = sorted({f.with_name(f.name + ".fadepth-init.lock") for f in files})
-    with contextlib.ExitStack() as stack:
-        for lock in locks:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            fh = stack.enter_context(open(lock, "a"))  # noqa: SIM115
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            stack.callback(fcntl.flock, fh.fileno(), fcntl.LOCK_UN)
+    with file_lock(*(f.with_name(f.name + ".fadepth-init.lock") for f in files)):
         yield
+
+
+def guard_trial_takes(storage, storage_url: str, cells: "set[str] | None" = None):
+    """Taking a queued trial (Optuna's ``set_trial_state_values(RUNNING)``) made safe, on this process's storage.
+
+    * Atomic across processes on a local SQLite study (issue 25): on PostgreSQL / MySQL the read is
+      ``SELECT ... FOR UPDATE``, which SQLite ignores, so two workers of two launchers could both take one trial
+      (2 finished runs for one cell, then "Cannot tell a COMPLETE trial").  Here the take runs under a lock file
+      next to the database.  A journal file needs nothing: its log replays two takes in order, the first wins.
+    * Only the request's own cells (`cells`, the keys of ``Cell``): a trial queued by another request (say 1,000
+      seeds) is declined as if another worker had taken it, so it stays queued for its own launcher."""
+    from optuna.trial import TrialState
+
+    from fadepth.sweep.study import ATTR_CELL
+
+    lock = None
+    if storage_url.startswith("sqlite:///"):
+        db = Path(storage_url[len("sqlite:///"):]).expanduser().absolute()
+        lock = db.with_name(db.name + ".fadepth-take.lock")
+    if lock is None and cells is None:
+        return storage
+    inner = storage.set_trial_state_values
+
+    def set_trial_state_values(trial_id, state, values=None):
+        if state != TrialState.RUNNING:
+            return inner(trial_id, state=state, values=values)
+        if cells is not None and storage.get_trial(trial_id).user_attrs.get(ATTR_CELL, "") not in cells:
+            return False  # another request's cell: leave it queued
+        with file_lock(lock) if lock else contextlib.nullcontext():
+            return inner(trial_id, state=state, values=values)
+
+    storage.set_trial_state_values = set_trial_state_values
+    return storage

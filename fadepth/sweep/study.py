@@ -217,8 +217,10 @@ def progress_of(study: optuna.Study, cells: list[Cell]) -> dict[str, int]:
     return counts
 
 
-def has_waiting(study: optuna.Study) -> bool:
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+def has_waiting(study: optuna.Study, cells: set[str] | None = None) -> bool:
+    """Any queued trial (of `cells` only, when given: keys of :class:`Cell`)."""
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return any(cells is None or t.user_attrs.get(ATTR_CELL) in cells for t in waiting)
 
 
 # ------------------------------------------------------------------------------------ repair

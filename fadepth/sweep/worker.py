@@ -38,6 +38,7 @@ from fadepth import contracts
 from fadepth.sweep import study as st
 from fadepth.sweep import tracking as tr
 from fadepth.sweep.spec import SweepSpec, load_spec
+from fadepth.sweep.stores import guard_trial_takes
 
 log = logging.getLogger("fadepth.sweep.worker")
 
@@ -59,6 +60,14 @@ class WorkerContext:
     gpu: str | None = None
     index: int = 0
     keep_training_state: bool = False  # sweeps/run.py --keep-training-state: finished runs keep checkpoint.pt
+    schemes: list[str] | None = None  # the request's cells (schemes x seeds): the only trials this worker takes
+    seeds: list[int] | None = None
+
+    @property
+    def cells(self) -> set[str] | None:
+        if self.schemes is None or self.seeds is None:
+            return None
+        return {st.Cell(s, int(seed)).key for s in self.schemes for seed in self.seeds}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -383,7 +392,8 @@ def run_worker(ctx: WorkerContext) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_spec(ctx.spec_path)
     client = tr.configure(ctx.tracking_uri)
-    storage = st.open_storage(ctx.storage_url)
+    cells = ctx.cells if spec.search is None else None
+    storage = guard_trial_takes(st.open_storage(ctx.storage_url), ctx.storage_url, cells)
     study = st.load_study(spec, ctx.study_name, storage)
     objective = Objective(ctx, spec, client)
     log.info("worker %d (pid %d, gpu %s) on study %s", ctx.index, os.getpid(), ctx.gpu, ctx.study_name)
@@ -391,7 +401,7 @@ def run_worker(ctx: WorkerContext) -> int:
     while True:
         if StopCheck.requested:
             return 130
-        if spec.search is None and not st.has_waiting(study):
+        if spec.search is None and not st.has_waiting(study, cells):
             return 0
         if spec.search is not None:
             complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
