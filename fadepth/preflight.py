@@ -37,8 +37,51 @@ def check_config(cfg: ExperimentConfig, files: bool = True) -> None:
     if cfg.loss.apx.enabled:
         check_model_name("loss.apx.teacher", cfg.loss.apx.teacher, DEPTH_KINDS)
     check_device(cfg.train.device, "train.device")
+    check_training_device(cfg)
     if files:
         check_checkpoint_files(cfg)
+
+
+def check_precision(cfg: ExperimentConfig, device) -> None:
+    """fp16 autocast is CUDA-only here (CPU fp16 kernels are slow and partial; bf16 is the CPU choice), and
+    needs the trainer's own backward (GradScaler), which the per-level pyramid mode does inside the loss."""
+    if cfg.train.precision != "fp16":
+        return
+    if device.type != "cuda":
+        raise ConfigError(f"train.precision=fp16 needs a CUDA device (train.device resolved to {device}); "
+                          "use train.precision=bf16 on CPU")
+    if cfg.loss.pyramid.enabled and cfg.loss.pyramid.mode == "per_level":
+        raise ConfigError("train.precision=fp16 does not combine with loss.pyramid.mode=per_level "
+                          "(its backward passes run unscaled); use bf16")
+
+
+def check_cuda_graphs(cfg: ExperimentConfig, device) -> None:
+    """train.cuda_graphs captures a step with static shapes and no host reads: CUDA, fp32 / bf16, no disk cache."""
+    if not cfg.train.cuda_graphs:
+        return
+    if device.type != "cuda":
+        raise ConfigError(f"train.cuda_graphs=true needs a CUDA device (train.device resolved to {device})")
+    if cfg.train.precision == "fp16":
+        raise ConfigError("train.cuda_graphs=true does not combine with train.precision=fp16 (its GradScaler "
+                          "reads the host every step); use bf16")
+    if cfg.loss.pyramid.enabled and cfg.loss.pyramid.color.enabled:
+        raise ConfigError("train.cuda_graphs=true does not combine with loss.pyramid.color.enabled=true (its "
+                          "ColorJitter draws its factors on the host, which a captured step would freeze)")
+    if cfg.model.etm.enabled and cfg.model.etm.pb_schedule != "constant":
+        raise ConfigError("train.cuda_graphs=true does not combine with model.etm.pb_schedule="
+                          f"{cfg.model.etm.pb_schedule} (a captured step keeps the host's pb_t); use constant")
+    if cfg.loss.apx.enabled and cfg.loss.apx.cache_dir:
+        raise ConfigError("train.cuda_graphs=true does not combine with loss.apx.cache_dir (the teacher cache "
+                          "reads files inside the step); set loss.apx.cache_dir=null")
+
+
+def check_training_device(cfg: ExperimentConfig) -> None:
+    """fp16 and CUDA graphs against the device ``train.device`` resolves to (what the trainer would refuse)."""
+    from fadepth.utils import resolve_device
+
+    device = resolve_device(cfg.train.device)
+    check_precision(cfg, device)
+    check_cuda_graphs(cfg, device)
 
 
 def check_checkpoint_files(cfg: ExperimentConfig) -> None:

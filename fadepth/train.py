@@ -43,10 +43,11 @@ from fadepth.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from fadepth.config import ConfigError, ExperimentConfig, dump_config
+from fadepth.config import ExperimentConfig, dump_config
 from fadepth.data.stream import EpochSampler, SeededSamples, batches, make_loader, step_seed  # noqa: F401 (API)
 from fadepth.etm_training import apply_etm_drop_rates, parameter_groups
 from fadepth.models import build_pose_model, initial_depth_model
+from fadepth.preflight import check_cuda_graphs, check_precision
 from fadepth.runlock import run_lock
 from fadepth.schedules import apply_drop_rates
 from fadepth.step_runtime import CapturedStep, NonFiniteWatch, read_scalars
@@ -97,39 +98,6 @@ def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool =
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_precision(cfg: ExperimentConfig, device: torch.device) -> None:
-    """fp16 autocast is CUDA-only here (CPU fp16 kernels are slow and partial; bf16 is the CPU choice), and
-    needs the trainer's own backward (GradScaler), which the per-level pyramid mode does inside the loss."""
-    if cfg.train.precision != "fp16":
-        return
-    if device.type != "cuda":
-        raise ConfigError(f"train.precision=fp16 needs a CUDA device (train.device resolved to {device}); "
-                          "use train.precision=bf16 on CPU")
-    if cfg.loss.pyramid.enabled and cfg.loss.pyramid.mode == "per_level":
-        raise ConfigError("train.precision=fp16 does not combine with loss.pyramid.mode=per_level "
-                          "(its backward passes run unscaled); use bf16")
-
-
-def check_cuda_graphs(cfg: ExperimentConfig, device: torch.device) -> None:
-    """train.cuda_graphs captures a step with static shapes and no host reads: CUDA, fp32 / bf16, no disk cache."""
-    if not cfg.train.cuda_graphs:
-        return
-    if device.type != "cuda":
-        raise ConfigError(f"train.cuda_graphs=true needs a CUDA device (train.device resolved to {device})")
-    if cfg.train.precision == "fp16":
-        raise ConfigError("train.cuda_graphs=true does not combine with train.precision=fp16 (its GradScaler "
-                          "reads the host every step); use bf16")
-    if cfg.loss.pyramid.enabled and cfg.loss.pyramid.color.enabled:
-        raise ConfigError("train.cuda_graphs=true does not combine with loss.pyramid.color.enabled=true (its "
-                          "ColorJitter draws its factors on the host, which a captured step would freeze)")
-    if cfg.model.etm.enabled and cfg.model.etm.pb_schedule != "constant":
-        raise ConfigError("train.cuda_graphs=true does not combine with model.etm.pb_schedule="
-                          f"{cfg.model.etm.pb_schedule} (a captured step keeps the host's pb_t); use constant")
-    if cfg.loss.apx.enabled and cfg.loss.apx.cache_dir:
-        raise ConfigError("train.cuda_graphs=true does not combine with loss.apx.cache_dir (the teacher cache "
-                          "reads files inside the step); set loss.apx.cache_dir=null")
 
 
 def autocast(device: torch.device, precision: str, cache_enabled: bool = True):

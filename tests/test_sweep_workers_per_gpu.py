@@ -62,8 +62,8 @@ def test_auto_packing_is_measured_and_printed_when_not_given(monkeypatch, tmp_pa
     monkeypatch.setattr(packing, "measure_run_peak", lambda cfg, gpu: (20 * packing.GIB, 139 * packing.GIB))
     monkeypatch.setattr(packing.os, "cpu_count", lambda: 16)
     spec = types.SimpleNamespace(path="s.yaml", resolve=lambda *a: None)
-    plan = types.SimpleNamespace(spec=spec, profile="smoke", extra={},
-                                 cells=[types.SimpleNamespace(scheme="sch3", seed=0)])
+    plan = types.SimpleNamespace(spec=spec, profile="smoke", extra={}, keep_training_state=False,
+                                 schemes=["sch3"], seeds=[0], cells=[types.SimpleNamespace(scheme="sch3", seed=0)])
     sweep = types.SimpleNamespace(plan=plan, study_name="s", storage_url="j", tracking_uri="t", experiment_id="1",
                                   parent_run_id="p", runs_dir=tmp_path, git_commit="c")
     launcher.start_workers(sweep, build_parser().parse_args(["s.yaml"]))

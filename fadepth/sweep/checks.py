@@ -7,7 +7,7 @@ before any store is written or model built:
 * a large request (more than :data:`BIG_SEEDS` seeds or :data:`BIG_CELLS` runs) needs ``--yes``, and its size
   is printed first;
 * each run's precision and CUDA-graph settings pass the same checks ``fadepth train`` makes
-  (:func:`fadepth.train.check_precision`, :func:`fadepth.train.check_cuda_graphs`).
+  (:func:`fadepth.preflight.check_precision`, :func:`fadepth.preflight.check_cuda_graphs`).
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def check_device_settings(cfg) -> None:
     """The precision / CUDA-graph checks of ``fadepth train``, on the device the run resolves to here."""
     import torch
 
-    from fadepth.train import check_cuda_graphs, check_precision
+    from fadepth.preflight import check_cuda_graphs, check_precision
     from fadepth.utils import resolve_device
 
     try:
