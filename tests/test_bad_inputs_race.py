@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,9 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
+
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "sweeps" / "run.py")]
-SMOKE_BASE = REPO / "ablations" / "base" / "smoke.yaml"
 STUB = "tests.test_bad_inputs_race:stub_train"
 
 
@@ -44,22 +43,9 @@ def stub_train(cfg, callbacks=(), resume=True):  # noqa: ARG001 - the trainer's 
 
 
 def race_spec(folder: Path) -> Path:
-    path = folder / "race.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        name: race_test
-        base: {SMOKE_BASE}
-        seeds: [0, 1]
-        profiles:
-          smoke:
-            overrides: {{data.height: 32, data.width: 96, train.iterations: 1, train.batch_size: 2,
-                        eval.max_images: 2, data.synthetic.train_sequences: 1, data.synthetic.test_sequences: 1,
-                        data.synthetic.frames_per_sequence: 6}}
-          paper: {{}}
-        schemes:
-          - name: a
-          - name: b
-        """))
-    return path
+    from spec_fixtures import write_tiny_spec  # here: sweep workers import this module for its stub trainer
+
+    return write_tiny_spec(folder / "race.yaml", "race_test", ["{name: a}", "{name: b}"])
 
 
 def launch(folder: Path, spec: Path, *args: str) -> subprocess.Popen:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "sweeps" / "run.py")]
-SMOKE_BASE = REPO / "ablations" / "base" / "smoke.yaml"
 STUB = "tests.test_claims_rounds:stub_train"
 SPREAD = [0.004, -0.003, 0.002, -0.005, 0.003, -0.001, 0.002, -0.002]  # scheme b - a per seed, without the effect
 
@@ -32,27 +31,15 @@ def stub_train(cfg, callbacks=(), resume=True):  # noqa: ARG001 - the trainer's 
 
 
 def claims_spec(folder: Path) -> Path:
-    path = folder / "claims.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        name: claims_test
-        base: {SMOKE_BASE}
-        paper_table: table08_pyramid_levels.csv
-        baseline: a
-        seeds: [0, 1, 2]
-        profiles:
-          smoke:
-            overrides: {{data.height: 32, data.width: 96, train.iterations: 1, train.batch_size: 2,
-                        eval.max_images: 2, data.synthetic.train_sequences: 1, data.synthetic.test_sequences: 1,
-                        data.synthetic.frames_per_sequence: 6}}
-          paper: {{}}
-        metrics: {{primary: abs_rel, columns: [abs_rel, rmse, a1]}}
-        schemes:
-          - {{name: a, overrides: {{model.pb_dsr: 0.1}}, paper: {{scheme: a1}}}}
-          - {{name: b, overrides: {{model.pb_dsr: 0.5}}, paper: {{scheme: a2}}}}
-        claims:
-          - {{scheme: b, reference: a, metric: abs_rel, kind: delta}}
-        """))
-    return path
+    from spec_fixtures import write_tiny_spec  # here: sweep workers import this module for its stub trainer
+
+    return write_tiny_spec(
+        folder / "claims.yaml", "claims_test",
+        ["{name: a, overrides: {model.pb_dsr: 0.1}, paper: {scheme: a1}}",
+         "{name: b, overrides: {model.pb_dsr: 0.5}, paper: {scheme: a2}}"],
+        seeds="[0, 1, 2]", header="paper_table: table08_pyramid_levels.csv\nbaseline: a\n"
+                                  "metrics: {primary: abs_rel, columns: [abs_rel, rmse, a1]}",
+        footer="claims:\n  - {scheme: b, reference: a, metric: abs_rel, kind: delta}")
 
 
 def until_resolved(folder: Path, effect: float) -> str:

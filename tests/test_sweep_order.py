@@ -7,35 +7,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+from spec_fixtures import write_tiny_spec
+
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "sweeps" / "run.py")]
-SMOKE_BASE = REPO / "ablations" / "base" / "smoke.yaml"
 STUB = "tests.test_bad_inputs_race:stub_train"
 
 
 def order_spec(folder: Path) -> Path:
-    path = folder / "order.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        name: order_test
-        base: {SMOKE_BASE}
-        baseline: base
-        seeds: [0, 1]
-        profiles:
-          smoke:
-            overrides: {{data.height: 32, data.width: 96, train.iterations: 1, train.batch_size: 2,
-                        eval.max_images: 2, data.synthetic.train_sequences: 1, data.synthetic.test_sequences: 1,
-                        data.synthetic.frames_per_sequence: 6}}
-          paper: {{}}
-        schemes:
-          - name: x
-          - name: base
-          - name: y
-        """))
-    return path
+    return write_tiny_spec(folder / "order.yaml", "order_test", ["{name: x}", "{name: base}", "{name: y}"],
+                           header="baseline: base")
 
 
 def launch(folder: Path, spec: Path, *args: str) -> subprocess.CompletedProcess:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from fadepth import contracts
+from fadepth.sweep.claims import same as same_cell  # a CSV cell equals a YAML value: one rule
 from fadepth.report import stats
 from fadepth.report.runs import ReportError, RunSummary
 
@@ -80,18 +81,6 @@ def load_paper_table(file_name: str | None, paper_dir: Path = PAPER_DIR) -> pd.D
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def _same(cell: str, value: Any) -> bool:
-    """A CSV cell equals a YAML value: numerically when both are numbers, else as lower-case text."""
-    if value is None:
-        return cell == ""
-    if isinstance(value, bool):
-        return cell.lower() == str(value).lower()
-    try:
-        return math.isclose(float(cell), float(value), rel_tol=1e-9)
-    except (TypeError, ValueError):
-        return cell.strip().lower() == str(value).strip().lower()
-
-
 def select_paper_rows(paper: pd.DataFrame | None, mapping: Mapping[str, Any] | None) -> pd.DataFrame:
     if paper is None or not mapping:
         return pd.DataFrame()
@@ -101,7 +90,7 @@ def select_paper_rows(paper: pd.DataFrame | None, mapping: Mapping[str, Any] | N
                           f"columns: {', '.join(paper.columns)}")
     keep = np.ones(len(paper), dtype=bool)
     for key, value in mapping.items():
-        keep &= paper[key].map(lambda cell: _same(cell, value)).to_numpy(dtype=bool)
+        keep &= paper[key].map(lambda cell: same_cell(cell, value)).to_numpy(dtype=bool)
     return paper[keep]
 
 
