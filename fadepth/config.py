@@ -8,7 +8,6 @@ key or a wrong type raises :class:`ConfigError` naming the source, the key and w
 """
 from __future__ import annotations
 
-import copy
 import difflib
 import hashlib
 import json
@@ -17,6 +16,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fadepth.trees import deep_merge, flatten  # noqa: F401 (also this module's API)
 
 from fadepth.errors import InputError
 
@@ -266,27 +267,6 @@ class ExperimentConfig(_Strict):
 
 
 # ------------------------------------------------------------------------------------ helpers
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     node = tree

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fadepth import complexity as cx
+from fadepth import complexity_table as ct
 from fadepth.cli import complexity as cli
 from fadepth.models import registry
 
@@ -110,7 +111,7 @@ def test_noise_is_summarised(capsys, caplog):
     assert not [r for r in caplog.records if "nsupported" in r.getMessage()]
     assert c["fvcore_skipped"].get("aten::pixel_shuffle") == 40
     row = dict(c, name="noisy", n_blocks=None, fps=None, device="cpu", height=H, width=W, reps=0)
-    text = cx.format_table([row])
+    text = ct.format_table([row])
     assert text.count("pixel_shuffle") == 1 and "x40" in text
 
 
@@ -154,13 +155,13 @@ def test_cli_help_is_cheap_and_helpful(capsys):
 
 
 def test_paper_tables_are_exact_copies():
-    ours = Path(cx.PAPER_DIR)
+    ours = Path(ct.PAPER_DIR)
     shared = Path("/work/shared/paper/tables")
     if not shared.exists():
         pytest.skip("shared paper tables not mounted")
     for name in ("table01_complexity.csv", "table04_complexity.csv"):
         assert (ours / name).read_bytes() == (shared / name).read_bytes()
-    assert cx.paper_rows()["SmallDepth"]["t04_n"] == "6"
+    assert ct.paper_rows()["SmallDepth"]["t04_n"] == "6"
 
 
 def test_registry_models_small_resolution():
@@ -172,4 +173,4 @@ def test_registry_models_small_resolution():
         assert REQUIRED <= set(r)
         assert r["params_enc"] > r["params_dec"] > 0
         assert abs(r["ptflops_rel_diff"]) < 0.05
-    assert "SmallDepth" in cx.format_table(rows) or "smalldepth" not in names
+    assert "SmallDepth" in ct.format_table(rows) or "smalldepth" not in names

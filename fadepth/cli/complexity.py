@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.json:
         check_output_file(args.json, "--json")
-    from fadepth.complexity import complexity_rows, format_table
+    from fadepth.complexity import complexity_rows
+    from fadepth.complexity_table import format_table
 
     rows = complexity_rows(names, args.height, args.width, device=args.device, fps=args.fps,
                            reps=args.reps, warmup=args.warmup, convt=args.convt, ops=args.ops, progress=True)

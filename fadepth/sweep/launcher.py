@@ -192,7 +192,7 @@ def log_sweep_fps(sweep: Sweep) -> None:
     """FPS once per architecture of the sweep, timed after the workers exit, on the parent run."""
     from fadepth import contracts
     from fadepth.sweep import tracking as tr
-    from fadepth.sweep.worker import sweep_fps
+    from fadepth.sweep.measure import sweep_fps
 
     logged = sweep.client.get_run(sweep.parent_run_id).data.metrics
     if any(name.startswith(contracts.FPS_METRIC.format("")) for name in logged):

@@ -27,17 +27,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fadepth import contracts
 from fadepth.sweep.claims import Claim, ClaimError, parse_claims, resolve_claims
 from fadepth.sweep.names import spec_name_problems
+from fadepth.sweep.spec_yaml import SpecError, explain_validation, read_spec_yaml
 from fadepth.config import (
     ConfigError,
     ExperimentConfig,
@@ -70,10 +69,6 @@ def dry_run_values(cfg: ExperimentConfig) -> dict[str, Any]:
         if not on:
             flat.update({k: "-" for k in flat if k.startswith(section) and k != section + "enabled"})
     return flat
-
-
-class SpecError(ConfigError):
-    """A sweep spec is malformed (bad YAML, unknown key, wrong type, duplicate scheme, ...)."""
 
 
 class _Strict(BaseModel):
@@ -228,7 +223,7 @@ class SweepSpec(_Strict):
             return ExperimentConfig.model_validate(tree)
         except ValidationError as exc:
             raise SpecError(
-                _explain(exc, f"{self.path}: scheme {scheme_name!r}, profile {profile!r}", self, scheme_name, profile, extra)
+                explain_validation(exc, f"{self.path}: scheme {scheme_name!r}, profile {profile!r}", self, scheme_name, profile, extra)
             ) from None
 
     def duplicate_schemes(
@@ -278,42 +273,6 @@ def _set_val_every(tree: dict[str, Any], name: str, prof: Profile) -> None:
 
 
 # ------------------------------------------------------------------------------------ loading
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged keys may be overridden
-            continue
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def read_spec_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SpecError(f"{path}: spec file not found")
-    try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    for reserved in ("path", "spec_hash"):
-        if reserved in data:
-            raise SpecError(f"{path}: field {reserved!r} is computed by load_spec and must not be written")
-    return data
-
-
 def load_spec(path: str | Path) -> SweepSpec:
     """Read, validate and hash a sweep spec.  Raises :class:`SpecError`; never writes anything."""
     path = Path(path).resolve()
@@ -418,28 +377,3 @@ def _check_keys(where: Path, owner: str, overrides: Mapping[str, Any]) -> None:
             check_key(str(key))
         except ConfigError as exc:
             raise SpecError(f"{where}: {owner}: {exc}") from None
-
-
-def _explain(
-    exc: ValidationError, prefix: str, spec: SweepSpec, scheme: str, profile: str, extra: Mapping[str, Any] | None
-) -> str:
-    """Name the override that set each bad key (scheme, profile, spec or base file) and what was expected."""
-    owners = [
-        ("--set", extra or {}),
-        (f"profile {profile!r} scheme_overrides", spec.profile(profile).scheme_overrides.get(scheme, {})),
-        (f"profile {profile!r} overrides", spec.profile(profile).overrides),
-        (f"scheme {scheme!r} overrides", spec.scheme(scheme).overrides),
-        ("spec-level overrides", spec.overrides),
-    ]
-    lines = [f"{prefix}: invalid configuration"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        owner = next((o for o, ov in owners if any(key == k or key.startswith(k + ".") for k in ov)), "base file")
-        got = err.get("input")
-        if isinstance(got, float) and math.isnan(got):
-            got = "nan"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"  key {key!r} (from {owner}): unknown key")
-        else:
-            lines.append(f"  key {key!r} (from {owner}): expected {err['msg'][0].lower()}{err['msg'][1:]}; got {got!r}")
-    return "\n".join(lines)
