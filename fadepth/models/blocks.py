@@ -12,13 +12,13 @@ from torch import nn
 DROP_KINDS = ("dsr", "sd")
 
 
-def sample_keep_mask(batch: int, keep: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+def sample_keep_mask(batch: int, keep: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Per-sample Bernoulli(keep) mask of shape (B,1,1,1), survivors rescaled by 1/keep (eq. 4).
 
-    ``keep`` may be a 0-dim tensor on ``like``'s device: then the draw needs no host value (no sync, one graph
-    for every rate under torch.compile / CUDA graphs). keep = 0 gives zeros."""
+    ``keep`` is a 0-dim tensor on ``like``'s device: the draw needs no host value (no sync, one graph for every
+    rate under torch.compile / CUDA graphs). keep = 0 gives zeros."""
     mask = torch.empty((batch, 1, 1, 1), dtype=like.dtype, device=like.device).bernoulli_(keep)
-    return mask / (keep.clamp(min=1e-12) if torch.is_tensor(keep) else max(keep, 1e-12))
+    return mask / keep.clamp(min=1e-12)
 
 
 class DropFunction(nn.Module):
