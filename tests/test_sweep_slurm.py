@@ -119,8 +119,9 @@ def test_preempted_job_requeues_and_resumes_from_its_checkpoint(cluster, postgre
                       extra=", train.checkpoint_every: 3")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = dict(cluster.env, OMP_NUM_THREADS="1")
-    out = subprocess.run([*RUN, *slurm_args(spec, postgres_url, tracking, jobs=1)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    # --keep-training-state: the finished run's checkpoint.pt stays, to show where the resumed run ended
+    out = subprocess.run([*RUN, *slurm_args(spec, postgres_url, tracking, jobs=1), "--keep-training-state"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     (job,) = job_ids(out.stdout)
 
