@@ -50,6 +50,7 @@ LOWER_IS_BETTER = {"abs_rel": True, "sq_rel": True, "rmse": True, "rmse_log": Tr
                    "a3": False, "params_m": True, "gflops": True, "fps": False}
 TRAIN_CURVE = "train/{}"  # training scalars, step = iteration
 VAL_CURVE = "val/{}"  # validation metrics, step = iteration
+VAL_CONSTANT = "abs_rel_constant"  # in the validation metrics: abs_rel of the best constant depth (collapse level)
 FPS_METRIC = "fps/{}"  # on the sweep run: FPS of one architecture, measured once per sweep
 PANELS_DIR = "panels"  # depth panels (input | prediction | ground truth | error), one image per step
 

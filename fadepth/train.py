@@ -44,6 +44,7 @@ from fadepth.checkpoint import (
     save_weights,
 )
 from fadepth.config import ExperimentConfig, dump_config
+from fadepth.contracts import VAL_CONSTANT
 from fadepth.data.stream import EpochSampler, SeededSamples, batches, make_loader, step_seed  # noqa: F401 (API)
 from fadepth.etm_training import apply_etm_drop_rates, parameter_groups
 from fadepth.models import build_pose_model, initial_depth_model
@@ -176,6 +177,7 @@ class Trainer:
         self.captured = CapturedStep(self.step_body, self.device) if cfg.train.cuda_graphs else None
         self.iteration = 0
         self.history: list[dict[str, float]] = []
+        self._eval_sets: dict[str, Any] = {}  # split -> (test set, its best constant depth's abs_rel)
 
     # --------------------------------------------------------------------------- checkpoints
     @property
@@ -334,7 +336,10 @@ class Trainer:
                 self.save()
                 raise
             if cfg.train.val_every and self.iteration % cfg.train.val_every == 0 and self.iteration < total:
-                _call(self.callbacks, "on_eval", self.iteration, self.evaluate("val"))
+                metrics = self.evaluate("val")
+                if cfg.train.progress:
+                    bar.write(validation_line(self.iteration, metrics))
+                _call(self.callbacks, "on_eval", self.iteration, metrics)
                 _call(self.callbacks, "on_model", self.iteration, self.depth_net)
             if cfg.train.checkpoint_every and self.iteration % cfg.train.checkpoint_every == 0:
                 self.save()
@@ -342,13 +347,32 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, split: str = "test") -> dict[str, float]:
-        from fadepth.data import build_test_set
+        """Depth metrics on `split`; the validation split's also hold VAL_CONSTANT, the level of collapse."""
         from fadepth.evaluation import evaluate_model
 
         self.check_finite()
         eval_cfg = self.cfg.eval if split == "test" else self.cfg.eval.model_copy(update={"split": split})
-        test_set = build_test_set(self.cfg.data, eval_cfg)
-        return evaluate_model(self.depth_net, test_set, align=eval_cfg.align, device=self.device)
+        test_set, constant = self._evaluation_set(split, eval_cfg)
+        metrics = evaluate_model(self.depth_net, test_set, align=eval_cfg.align, device=self.device)
+        return metrics if split == "test" else {**metrics, VAL_CONSTANT: constant}
+
+    def _evaluation_set(self, split: str, eval_cfg) -> tuple[Any, float]:
+        """The split's test set and its best constant depth's abs_rel, built once per run."""
+        from fadepth.data import build_test_set
+        from fadepth.evaluation import constant_depth_metrics
+
+        if split not in self._eval_sets:
+            test_set = build_test_set(self.cfg.data, eval_cfg)
+            constant = constant_depth_metrics(test_set)["abs_rel"] if split != "test" else float("nan")
+            self._eval_sets[split] = (test_set, constant)
+        return self._eval_sets[split]
+
+
+def validation_line(iteration: int, metrics: dict[str, float]) -> str:
+    """One terminal line per validation: abs_rel against the best constant depth (a collapsed net sits at 1.0x)."""
+    constant = metrics[VAL_CONSTANT]
+    return (f"val @ {iteration}: abs_rel {metrics['abs_rel']:.3f} = {metrics['abs_rel'] / constant:.2f}x the best "
+            f"constant depth ({constant:.3f}); a1 {metrics['a1']:.3f}")
 
 
 def _progress(total: int, start: int, enabled: bool):

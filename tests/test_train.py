@@ -7,8 +7,9 @@ import torch
 
 from fadepth.checkpoint import CheckpointError, load_checkpoint
 from fadepth.config import load_config
+from fadepth.contracts import VAL_CONSTANT
 from fadepth.models import load_model
-from fadepth.train import NonFiniteLossError, Trainer, resumable_state, train
+from fadepth.train import NonFiniteLossError, Trainer, resumable_state, train, validation_line
 
 TINY = [
     "data.height=32", "data.width=96", "train.batch_size=2", "train.progress=false",
@@ -30,21 +31,28 @@ def test_train_writes_checkpoint_and_metrics(tmp_path):
 
         def on_eval(self, it, metrics):
             evals.append(("val", it))
+            constants.append(metrics[VAL_CONSTANT])
 
         def on_test(self, it, metrics):
             evals.append(("test", it, metrics["abs_rel"]))
 
-    evals = []
+    evals, constants = [], []
     result = train(tiny_cfg(tmp_path, extra=["train.val_every=2"]), callbacks=[Recorder()])
     assert [it for it, _ in seen] == [1, 2, 3]
     # the validation curve holds validation only; the final test evaluation is announced on its own
     assert evals == [("val", 2), ("test", 3, result.metrics["abs_rel"])]
+    # each validation carries the collapse level: the best constant depth's abs_rel on the same split
+    assert len(constants) == 1 and 0 < constants[0] < 2 and VAL_CONSTANT not in result.metrics
     assert all(np.isfinite(v) for _, v in seen)
     assert set(result.metrics) >= {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"}
     state = load_checkpoint(result.checkpoint)
     assert state["iteration"] == 3 and (tmp_path / "config.yaml").is_file()
     assert not list(tmp_path.glob(".*.tmp")), "no temporary files left behind"
 
+
+def test_validation_line_states_abs_rel_against_the_constant_depth():
+    line = validation_line(300, {"abs_rel": 0.334, "a1": 0.5, VAL_CONSTANT: 0.714})
+    assert line == "val @ 300: abs_rel 0.334 = 0.47x the best constant depth (0.714); a1 0.500"
 
 
 def test_trainer_drives_the_cr_warmup(tmp_path):

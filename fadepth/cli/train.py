@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         log_final_metrics(client, run_id, result.metrics, step=result.iterations)
         client.set_terminated(run_id, status="FINISHED")
         print(f"MLflow run {run_id} at {args.tracking_uri or _default_uri()} (experiment {args.experiment})")
-    print(f"checkpoint: {result.checkpoint}")
+    print(f"weights: {result.weights} (eval, predict, export); training state: {result.checkpoint}")
     print(format_row(result.metrics, header=True))
     if args.json:
         with open(args.json, "w") as fh:
