@@ -1,7 +1,8 @@
 """--workers-per-gpu: several workers share one GPU, each pinned to it through CUDA_VISIBLE_DEVICES."""
 import pytest
 
-from fadepth.sweep.launcher import build_parser, worker_devices
+from fadepth.sweep.launcher import build_parser
+from fadepth.sweep.packing import worker_devices
 
 
 def test_each_gpu_gets_n_workers():

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from fadepth import contracts
 from fadepth.report.tables import METRICS, PAPER_DIR, Comparison
+from fadepth.report.text import latex_text
 
 PRINT_WIDTH_IN = 0.8 * (29.7 - 2) / 2.54  # 0.8 \linewidth of a landscape A4 page with 1 cm margins
 DOCUMENT_FONT = {"font.family": "serif", "font.serif": ["cmr10", "DejaVu Serif"], "mathtext.fontset": "cm",
@@ -108,8 +109,8 @@ def _figure(n_panels: int, height: float = 3.0) -> tuple[Figure, np.ndarray]:
 
 def _caption(comparison: Comparison, what: str) -> str:
     metric = METRICS[comparison.primary].latex if comparison.primary in METRICS else comparison.primary
-    return (f"{what}: $\\Delta$ {metric} to the baseline {comparison.baseline} (paper: dashed; ours: solid, "
-            "bars = 95\\,\\% paired Student-t interval over seeds; none with one seed).")
+    return (f"{what}: $\\Delta$ {metric} to the baseline {latex_text(str(comparison.baseline))} (paper: dashed; "
+            "ours: solid, bars = 95\\,\\% paired Student-t interval over seeds; none with one seed).")
 
 
 # ----------------------------------------------------------------------------------- figures

@@ -44,7 +44,7 @@ def claims_display(comparison: Comparison, style: Style) -> tuple[pd.DataFrame, 
     claims = comparison.claims
     decimals = comparison.decimals.get(comparison.primary, 4)
     name = metric_name(comparison.primary, style.latex)
-    delta_name = (r"$\Delta$ " if style.latex else "Δ ") + name.rsplit(" ", 1)[0]
+    delta_name = f"{style.delta} " + name.rsplit(" ", 1)[0]
     shown = pd.DataFrame(index=claims.index)
     shown["Scheme"] = claims["scheme"].map(style.text)
     for column in comparison.shown_settings:
@@ -206,12 +206,12 @@ def summary_text(comparison: Comparison, style: Style, seeds: Sequence[int]) -> 
     if not comparison.statistical:
         return ("Complexity counts are deterministic (one count per architecture): no interval and no verdict; "
                 "the paper's numbers beside ours.")
-    if not comparison.baseline:
-        return "This table has no baseline scheme: no Δ and no verdict."
+    if not comparison.baseline:  # no baseline: no Δ columns either (claims_display)
+        return f"This table has no baseline scheme: no {style.delta} and no verdict."
     counts = comparison.verdict_counts()
     with_paper = sum(counts[v] for v in (stats.REPRODUCED, stats.CONTRADICTED, stats.UNRESOLVED, stats.NO_INTERVAL))
     metric = METRICS.get(comparison.primary, MetricInfo(comparison.primary, comparison.primary, True))
-    delta = r"$\Delta$" if style.latex else "Δ"
+    delta = style.delta
     pct = r"\%" if style.latex else "%"
     parts = [f"Verdict on {with_paper} paper claim(s) ({delta} {metric.latex if style.latex else metric.text} "
              f"to the baseline {style.text(comparison.baseline)}, ours paired over shared seeds, 95 {pct} Student-t "
@@ -300,7 +300,8 @@ def caption_text(spec, comparison: Comparison, profile: str | None, seeds: Seque
                  latex: bool = True) -> str:
     """Caption: the table, profile, seeds, what ours and the interval are, Δ and bold rules."""
     esc = latex_text if latex else markdown_escape
-    pm, delta, pct = (r"$\pm$", r"$\Delta$", r"\%") if latex else ("±", "Δ", "%")
+    style = Style(latex)
+    pm, delta, pct = style.pm, style.delta, (r"\%" if latex else "%")
     title = _title_without_number(spec.title or spec.name)
     parts = [f"{esc(title)}."]
     if profile:
@@ -308,7 +309,7 @@ def caption_text(spec, comparison: Comparison, profile: str | None, seeds: Seque
     parts.append(f"{what}; paper: FA-Depth's own numbers.")
     constant = [c for c in comparison.settings if c not in comparison.shown_settings]
     present = {c: comparison.frame[c][comparison.frame[c].map(comparable).notna()] for c in constant}
-    values = [f"{esc(c)}={Style(latex).setting(v.iloc[0])}" for c, v in present.items() if len(v)]
+    values = [f"{esc(c)}={style.setting(v.iloc[0])}" for c, v in present.items() if len(v)]
     if values:
         parts.append("All rows: " + ", ".join(values) + ".")
     if comparison.statistical:

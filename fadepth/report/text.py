@@ -30,6 +30,7 @@ class Style:
         self.latex = latex
         self.minus = "$-$" if latex else MINUS
         self.pm = r"$\pm$" if latex else "±"
+        self.delta = r"$\Delta$" if latex else "Δ"  # never a raw Δ in LaTeX: pdflatex stops on it
 
     def number(self, value: float, decimals: int, signed: bool = False) -> str:
         if value is None or pd.isna(value):

@@ -5,14 +5,14 @@ before any store is written or model built:
   the sweep overwrote them while the study name and the run tags carried them;
 * ``--gpus`` ids must be visible devices (ids on a machine without a GPU trained on CPU, tagged ``gpu=0``);
 * a large request (more than :data:`BIG_SEEDS` seeds or :data:`BIG_CELLS` runs) needs ``--yes``, and its size
-  is printed first;
+  and estimated time (:mod:`fadepth.sweep.estimate`) are printed first;
 * each run's precision and CUDA-graph settings pass the same checks ``fadepth train`` makes
   (:func:`fadepth.preflight.check_precision`, :func:`fadepth.preflight.check_cuda_graphs`).
 """
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from fadepth.config import ConfigError
 
@@ -47,16 +47,19 @@ def check_gpus(text: str | None, launcher: str = "local") -> None:
                           + ("use --gpus none for CPU workers" if not count else "choose visible ids"))
 
 
-def check_size(n_schemes: int, n_seeds: int, yes: bool) -> None:
-    """Print the size of a large request; without ``--yes`` refuse it."""
+def check_size(n_schemes: int, n_seeds: int, yes: bool, estimate: Callable[[], str] = lambda: "",
+               dry_run: bool = False) -> None:
+    """A large request: print its size and ``estimate()`` (the time it would take, :mod:`fadepth.sweep.estimate`)
+    first; without ``--yes`` refuse it (a dry run only prints it)."""
     runs = n_schemes * n_seeds
     if n_seeds <= BIG_SEEDS and runs <= BIG_CELLS:
         return
-    line = f"this request is {n_schemes} schemes x {n_seeds} seeds = {runs} runs"
-    if not yes:
-        raise ConfigError(f"{line} (more than {BIG_SEEDS} seeds or {BIG_CELLS} runs): add --yes to queue them, "
+    time = estimate()
+    line = f"this request is {n_schemes} schemes x {n_seeds} seeds = {runs} runs" + (f"; {time}" if time else "")
+    if not yes and not dry_run:
+        raise ConfigError(f"{line}; more than {BIG_SEEDS} seeds or {BIG_CELLS} runs: add --yes to queue them, "
                           "or fewer --seeds / --only")
-    print(f"note: {line} (--yes)", file=sys.stderr)
+    print(f"note: {line} ({'--yes' if yes else '--dry-run; queueing it needs --yes'})", file=sys.stderr)
 
 
 def check_device_settings(cfg) -> None:

@@ -28,7 +28,7 @@ from typing import Callable
 
 from fadepth.errors import add_debug_flag, guarded
 from fadepth.sweep.checks import BIG_CELLS, BIG_SEEDS
-from fadepth.sweep.packing import auto_workers_per_gpu
+from fadepth.sweep.packing import auto_workers_per_gpu, resolve_gpus, worker_devices
 from fadepth.sweep.plan import Plan, duplicate_lines, print_dry_run
 from fadepth.sweep.session import Sweep, others_running, progress_bar, summarise, update_bar
 
@@ -74,7 +74,8 @@ def build_parser(prog: str = "sweeps/run.py") -> argparse.ArgumentParser:
     p.add_argument("--worker-only", action="store_true",
                    help="attach workers to a sweep started elsewhere: never create or enqueue")
     p.add_argument("--yes", action="store_true",
-                   help=f"queue a large request (more than {BIG_SEEDS} seeds or {BIG_CELLS} runs) without asking")
+                   help=f"queue a large request (more than {BIG_SEEDS} seeds or {BIG_CELLS} runs); its count and "
+                        "estimated time are printed first, with or without --yes")
     p.add_argument("--retry-failed", action="store_true", help="re-enqueue cells whose run raised or hit NaN")
     p.add_argument("--dry-run", action="store_true",
                    help="validate every run (configs, models, devices, every data file) and print the scheme x seed "
@@ -108,24 +109,6 @@ def positive_int(text: str) -> int:
 
 
 # ------------------------------------------------------------------------------------ workers
-def resolve_gpus(text: str | None) -> list[str]:
-    """GPU ids to put one worker on each: explicit ids, every visible GPU for 'auto', none for 'none'."""
-    if text in (None, "", "none"):
-        return []
-    if text == "auto":
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    return [g.strip() for g in text.split(",") if g.strip()]
-
-
-def worker_devices(gpu_ids: list[str], workers_per_gpu: int = 1, cpu_workers: int | None = None) -> list:
-    """The device of each worker: every GPU id `workers_per_gpu` times, or `None` (CPU) per CPU worker."""
-    if gpu_ids:
-        return [gpu for gpu in gpu_ids for _ in range(workers_per_gpu)]
-    return [None] * max(1, cpu_workers or min(8, os.cpu_count() or 1))
-
-
 def start_workers(sweep: Sweep, args: argparse.Namespace) -> list[subprocess.Popen]:
     from fadepth.sweep.worker import WorkerContext
 

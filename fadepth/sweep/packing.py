@@ -1,4 +1,6 @@
-"""How many runs share one GPU when ``sweeps/run.py`` is not told (``--workers-per-gpu`` left at auto).
+"""Which device each sweep worker gets (:func:`resolve_gpus`, :func:`worker_devices`: used by the launcher to
+start them and by :mod:`fadepth.sweep.estimate` to count them), and how many runs share one GPU when
+``sweeps/run.py`` is not told (``--workers-per-gpu`` left at auto).
 
 Small runs leave a large GPU idle (one `synthetic` run keeps an H200 a few percent busy, issue 21), so the launcher
 packs several workers per GPU: as many as the measured peak memory of one run allows (with headroom), and no more
@@ -14,6 +16,24 @@ GIB = 1024**3
 CONTEXT_BYTES = 0.6 * GIB  # a CUDA context and allocator slack per worker process
 MEMORY_HEADROOM = 0.8  # use at most this share of the GPU's memory
 MAX_WORKERS_PER_GPU = 16
+
+
+def resolve_gpus(text: str | None) -> list[str]:
+    """GPU ids to put one worker on each: explicit ids, every visible GPU for 'auto', none for 'none'."""
+    if text in (None, "", "none"):
+        return []
+    if text == "auto":
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return [g.strip() for g in text.split(",") if g.strip()]
+
+
+def worker_devices(gpu_ids: list[str], workers_per_gpu: int = 1, cpu_workers: int | None = None) -> list:
+    """The device of each worker: every GPU id `workers_per_gpu` times, or `None` (CPU) per CPU worker."""
+    if gpu_ids:
+        return [gpu for gpu in gpu_ids for _ in range(workers_per_gpu)]
+    return [None] * max(1, cpu_workers or min(8, os.cpu_count() or 1))
 
 
 def choose_workers_per_gpu(run_peak_bytes: int, gpu_bytes: int, cpu_cores: int, n_gpus: int) -> int:

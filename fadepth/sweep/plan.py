@@ -11,6 +11,7 @@ from typing import Any
 
 from fadepth.config import ConfigError, check_key, parse_override
 from fadepth.sweep import checks
+from fadepth.sweep.estimate import estimate
 from fadepth.sweep.spec import SweepSpec, dry_run_values, load_spec
 
 
@@ -36,8 +37,8 @@ class Plan:
                 raise ConfigError(f"{self.spec.path}: --only: unknown scheme(s) {', '.join(unknown)}; "
                                   f"schemes: {', '.join(self.schemes)}")
             self.schemes = [s for s in self.schemes if s in wanted]
-        if not getattr(args, "dry_run", False):
-            checks.check_size(len(self.schemes), len(self.seeds), getattr(args, "yes", False))
+        checks.check_size(len(self.schemes), len(self.seeds), getattr(args, "yes", False),
+                          lambda: estimate(self, args).text(), dry_run=getattr(args, "dry_run", False))
         self.data_check = getattr(args, "data_check", True)
         # Pairs of schemes whose configs are equal under this profile (and --set): the same run twice.
         self.duplicates = self.spec.duplicate_schemes(self.profile, self.extra, self.schemes)

@@ -26,7 +26,7 @@ class Sweep:
 
         self.plan, self.args = plan, args
         self.runs_dir = Path(args.runs_dir).resolve()
-        self.storage_url = args.storage or st.default_storage_url(self.runs_dir)
+        self.storage_url = st.storage_url_of(args.storage, self.runs_dir)
         self.tracking_uri = args.tracking_uri or tr.default_tracking_uri(self.runs_dir)
         check_stores(self.storage_url, self.tracking_uri, self.runs_dir)
         self.runs_dir.mkdir(parents=True, exist_ok=True)

@@ -28,15 +28,16 @@ def check_uri_safe(path: str | Path, what: str) -> None:
                           "(sqlite:///... would cut the path there); choose a folder name without them")
 
 
+def local_store_file(url: str) -> Path | None:
+    """The on-disk file of one store (a journal path, an ``sqlite:///`` database); None for a server."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):]).expanduser().absolute()
+    return None if "://" in url else Path(url).expanduser().absolute()
+
+
 def local_store_files(storage_url: str, tracking_uri: str) -> list[Path]:
     """The on-disk files of the Optuna storage and MLflow store (journal file, SQLite databases)."""
-    files = []
-    for url in (storage_url, tracking_uri):
-        if url.startswith("sqlite:///"):
-            files.append(Path(url[len("sqlite:///"):]))
-        elif "://" not in url:
-            files.append(Path(url))
-    return [f.expanduser().absolute() for f in files]
+    return [f for f in map(local_store_file, (storage_url, tracking_uri)) if f is not None]
 
 
 def check_stores(storage_url: str, tracking_uri: str, runs_dir: Path) -> None:

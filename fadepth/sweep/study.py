@@ -96,6 +96,11 @@ def default_storage_url(runs_dir: Path) -> str:
     return str((runs_dir / "optuna.journal").resolve())
 
 
+def storage_url_of(storage: str | None, runs_dir: str | Path) -> str:
+    """The Optuna storage a sweep uses: ``--storage``, else the journal under ``--runs-dir``."""
+    return storage or default_storage_url(Path(runs_dir).resolve())
+
+
 def is_rdb(url: str) -> bool:
     return "://" in url and url.split(":", 1)[0].split("+")[0] in {"sqlite", "postgresql", "mysql"}
 
