@@ -169,9 +169,19 @@ def test_no_finished_runs_is_a_clear_error(store, tmp_path, monkeypatch, capsys)
 def test_missing_store_is_not_created(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(report, "load_spec", lambda path: make_spec())
     uri = f"sqlite:///{tmp_path / 'absent.db'}"
-    assert report.main(["x.yaml", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 1
+    assert report.main(["x.yaml", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_damaged_store_is_one_line_and_left_alone(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(report, "load_spec", lambda path: make_spec())
+    damaged = tmp_path / "mlflow.db"
+    damaged.write_bytes(b"\x87 not a database" * 100)
+    assert report.main(["x.yaml", "--tracking-uri", f"sqlite:///{damaged}", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{damaged}: not an SQLite database" in err and "move it aside" in err
+    assert damaged.read_bytes() == b"\x87 not a database" * 100
 
 
 def test_complexity_table_reads_the_logged_counts(tmp_path):

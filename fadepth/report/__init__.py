@@ -311,4 +311,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "reports/build.py") -> i
     if built:
         print(f"[report] {Path(args.out) / 'report.tex'}: {built} table(s) built in this call")
         print_next_steps(Path(args.out), tracking_uri)
-    return 0 if built == len(paths) or (args.all and built) else 1
+    if built == len(paths) or (args.all and built):
+        return 0
+    return 1 if args.all else 2  # one spec that cannot be built: a user error (its line is above)

@@ -43,11 +43,15 @@ def sqlite_path(tracking_uri: str) -> Path | None:
 
 
 def check_store_exists(tracking_uri: str) -> None:
-    """Refuse to read a sqlite store that is not there (MLflow would silently create an empty one)."""
+    """Refuse to read a sqlite store that is not there (MLflow would silently create an empty one) or is not
+    an SQLite database."""
     path = sqlite_path(tracking_uri)
     if path is not None and not path.is_file():
         raise ReportError(f"MLflow store {tracking_uri} does not exist (no file {path}); "
                           "run a sweep first (python sweeps/run.py SPEC) or pass --tracking-uri")
+    from fadepth.sweep.stores import check_sqlite_store
+
+    check_sqlite_store(tracking_uri, "MLflow store")  # a damaged file: one line naming it
 
 
 @contextlib.contextmanager

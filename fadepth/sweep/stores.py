@@ -74,17 +74,22 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 MOVE_ASIDE = "it is left as it is: move it aside (or restore a copy) or use another --runs-dir"
 
 
+def check_sqlite_store(url: str, what: str) -> None:
+    """An ``sqlite:///`` URL whose file exists but is not an SQLite database: one line naming it (never repaired)."""
+    if url.startswith("sqlite:///"):
+        file = Path(url[len("sqlite:///"):]).expanduser()
+        if file.is_file() and file.stat().st_size:
+            with open(file, "rb") as fh:
+                if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                    raise ConfigError(f"{file}: not an SQLite database (the {what}); {MOVE_ASIDE}")
+
+
 def check_store_contents(storage_url: str, tracking_uri: str) -> None:
     """Refuse, in one line naming the file, a local store that is not what its name says (issue 25): an SQLite
     URL whose file is not an SQLite database, a journal path whose file is not an Optuna journal.  Nothing is
     repaired.  A last line cut short is allowed: Optuna ignores it (a writer killed mid-append)."""
-    for url, what in ((storage_url, "Optuna storage"), (tracking_uri, "MLflow store")):
-        if url.startswith("sqlite:///"):
-            file = Path(url[len("sqlite:///"):]).expanduser()
-            if file.is_file() and file.stat().st_size:
-                with open(file, "rb") as fh:
-                    if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-                        raise ConfigError(f"{file}: not an SQLite database (the {what}); {MOVE_ASIDE}")
+    check_sqlite_store(storage_url, "Optuna storage")
+    check_sqlite_store(tracking_uri, "MLflow store")
     if "://" in storage_url or not Path(storage_url).is_file():
         return
     import json
