@@ -116,6 +116,14 @@ def test_verdict_rules():
     assert stats.verdict(math.nan, up) == stats.NO_PAPER_ROW
 
 
+def test_one_seed_with_a_collapsed_run_is_judged_without_a_test():
+    """The README's main job (smoke: one seed) can collapse a run: no test, no crash (scipy needs two values)."""
+    claim = stats.ClaimData("delta", -0.01, scheme={0: 0.74}, reference={0: 0.40}, constant=0.74)
+    judged = stats.judge_one(claim, 0.95)
+    assert judged.test == "" and math.isnan(judged.p)
+    assert stats.sign_flip_p([0.3]) == 1.0 and math.isnan(stats.sign_flip_p([]))
+
+
 def test_seeds_to_resolve_matches_the_t_interval():
     diffs = [0.010, -0.004, 0.006]  # mean 0.004, s = 0.00721
     ours = stats.mean_ci(diffs)

@@ -123,6 +123,8 @@ def sign_flip_p(values: Sequence[float], shift: float = 0.0) -> float:
     x = np.asarray(values, dtype=float) - shift
     if len(x) == 0:
         return math.nan
+    if len(x) == 1:  # its two sign vectors give the same |mean|: nothing can be rejected (scipy needs two values)
+        return 1.0
     exact = len(x) <= EXACT_FLIPS
     result = stats.permutation_test((x,), np.mean, permutation_type="samples", vectorized=True,
                                     n_resamples=np.inf if exact else 20_000, alternative="two-sided",
@@ -257,7 +259,7 @@ def judge_one(claim: ClaimData, level: float) -> Judgement:
             return Judgement("", math.nan, delta, *flip, *rates, math.nan, NO_INTERVAL)
         return Judgement("Boschloo", collapse_test(*rates), delta, *flip, *rates, rates[0].rate - rates[1].rate)
     bimodal = any(collapsed(v, claim.constant, lib) for s in shared for v in (claim.scheme[s], claim.reference[s]))
-    if bimodal:
+    if bimodal and len(diffs) >= 2:  # one seed: no test either way (below)
         return Judgement("sign-flip", sign_flip_p(diffs), delta, *flip, *rates, delta.mean)
     return Judgement("t" if len(diffs) >= 2 else "", t_pvalue(diffs), delta, *flip, *rates, delta.mean)
 
