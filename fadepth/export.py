@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from torch import nn
 
 from fadepth.errors import InputError
 from fadepth.models import disp_to_depth
+from fadepth.outputs import ensure_folder, remove_stale_temps, write_atomic
 
 OPSET = 18
 SIZE_MULTIPLE = 32  # five stride-2 stages in every registered encoder
@@ -125,21 +124,8 @@ def deployed_module(depth_net: nn.Module, with_depth: bool = False) -> FullResol
     return FullResolutionDisparity(deploy(depth_net).cpu().eval(), with_depth).eval()
 
 
-def _atomic_target(out: Path, write: Callable[[str], None]) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
-
-
 def export_onnx(module: FullResolutionDisparity, height: int, width: int, out: str | Path,
-                record: ExportRecord, dynamic_batch: bool = False) -> Path:
+                record: ExportRecord, dynamic_batch: bool = False, overwrite: bool = False) -> Path:
     import onnx
 
     example = (torch.rand(1, 3, height, width),)
@@ -155,17 +141,17 @@ def export_onnx(module: FullResolutionDisparity, height: int, width: int, out: s
         onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(asdict(record))})
         onnx.save(proto, tmp)
 
-    return _atomic_target(Path(out), write)
+    return write_atomic(out, write, overwrite)
 
 
 def export_torchscript(module: FullResolutionDisparity, height: int, width: int, out: str | Path,
-                       record: ExportRecord, dynamic_batch: bool = False) -> Path:
+                       record: ExportRecord, dynamic_batch: bool = False, overwrite: bool = False) -> Path:
     example = torch.rand(2 if dynamic_batch else 1, 3, height, width)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module, example, check_trace=False)
     extra = {TORCHSCRIPT_EXTRA: json.dumps(asdict(record))}
-    return _atomic_target(Path(out), lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra))
+    return write_atomic(out, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra), overwrite)
 
 
 EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript}
@@ -199,7 +185,9 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out: str | Path, height:
     record = ExportRecord(fmt, cfg.model.name, height, width, dynamic_batch,
                           ["disp", "depth"] if with_depth else ["disp"], OPSET if fmt == "onnx" else None,
                           cfg.model.etm.enabled, file_sha256(checkpoint), __version__)
-    EXPORTERS[fmt](module, height, width, out, record, dynamic_batch)
+    ensure_folder(out.parent, "--out", say or print)
+    remove_stale_temps(out.parent, out.name, say)
+    EXPORTERS[fmt](module, height, width, out, record, dynamic_batch, overwrite)
     return out, record, max_abs_difference(module, out, height, width)
 
 
@@ -246,11 +234,37 @@ def read_record(path: str | Path) -> ExportRecord | None:
         extra = {TORCHSCRIPT_EXTRA: ""}
         torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         raw = extra[TORCHSCRIPT_EXTRA] or None
-    return ExportRecord(**json.loads(raw)) if raw else None
+    if not raw:
+        return None
+    try:
+        return ExportRecord(**json.loads(raw))
+    except (ValueError, TypeError) as exc:  # JSONDecodeError, missing / unknown keys
+        raise ExportError(f"{path}: its fadepth metadata is unreadable ({str(exc).splitlines()[0][:200]}); "
+                          "export the checkpoint again with `fadepth export`") from None
+
+
+def required_record(path: Path, kind: str) -> ExportRecord:
+    """The fadepth record of a model file `predict --model` is to run: refused in one line without one."""
+    record = read_record(path)
+    if record is None:
+        raise ExportError(f"{path}: not written by `fadepth export` (no fadepth metadata); export a checkpoint "
+                          f"with `fadepth export --checkpoint ... --format {kind}`")
+    return record
+
+
+def check_io_names(path: Path, record: ExportRecord, inputs: list[str], outputs: list[str]) -> None:
+    """The model's own input / output names against what its record declares (input `image`, `record.outputs`)."""
+    if inputs != ["image"] or outputs != list(record.outputs):
+        raise ExportError(f"{path}: its fadepth metadata declares input image and output(s) "
+                          f"{', '.join(record.outputs)}, but the model has input(s) {', '.join(inputs) or 'none'} "
+                          f"and output(s) {', '.join(outputs) or 'none'}; export the checkpoint again with "
+                          "`fadepth export`")
 
 
 class ExportedModel:
-    """Run an exported file: ``model(image) -> disp`` with image (B, 3, H, W) float32 in [0, 1] (torch)."""
+    """Run a file written by `fadepth export`: ``model(image) -> disp`` with image (B, 3, H, W) float32 in
+    [0, 1] (torch).  A file without fadepth's record, or whose input / output names are not the record's, is
+    refused in one line."""
 
     def __init__(self, path: str | Path, device: str = "auto"):
         path = Path(path)
@@ -262,7 +276,6 @@ class ExportedModel:
         self.path, self.kind = path, "onnx" if suffix == ".onnx" else "torchscript"
         if self.kind == "onnx":
             self.session = ort_session(path, device)
-            shape = self.session.get_inputs()[0].shape
             self.provider = self.session.get_providers()[0]
         else:
             from fadepth.utils import resolve_device
@@ -274,25 +287,19 @@ class ExportedModel:
                 raise ExportError(f"{path}: not a readable TorchScript file ({str(exc).splitlines()[0][:200]})") \
                     from None
             self.provider = f"torchscript:{self.device}"
-        self.record = read_record(path)
-        if self.record is not None:
-            self.height, self.width = self.record.height, self.record.width
-        elif self.kind == "onnx" and all(isinstance(s, int) for s in shape[2:]):
-            self.height, self.width = int(shape[2]), int(shape[3])
-        else:
-            raise ExportError(f"{path}: no fadepth record and no fixed input size; export it with `fadepth export`")
+        self.record = required_record(path, self.kind)
+        if self.kind == "onnx":
+            check_io_names(path, self.record, [i.name for i in self.session.get_inputs()],
+                           [o.name for o in self.session.get_outputs()])
+        self.height, self.width = self.record.height, self.record.width
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         if self.kind == "torchscript":
             out = self.module(image.to(self.device))
             return (out[0] if isinstance(out, (tuple, list)) else out).cpu()
-        disp = self.session.run(["disp"] if self._has_disp else None, {"image": image.cpu().numpy()})[0]
+        disp = self.session.run(["disp"], {"image": image.cpu().numpy()})[0]
         return torch.from_numpy(np.ascontiguousarray(disp))
-
-    @property
-    def _has_disp(self) -> bool:
-        return any(o.name == "disp" for o in self.session.get_outputs())
 
 
 @torch.no_grad()

@@ -5,10 +5,12 @@ magma, clipped at the 95th percentile as monodepth2's test script does) and ``<n
 (float32 depth of eq. 12, D = 1/(10 disp + 0.01), at the input's own resolution: up to scale, since
 monocular self-supervision has no metric scale).  Video frames are named ``<stem>_<index:06d>``.  Inputs
 whose stems collide (two KITTI drives' ``0000000001.png``; ``a.png`` beside ``a.jpg``) are named by enough of
-their path to keep every output file distinct.
+their path to keep every output file distinct.  Each file is written whole (a temporary, then one rename); maps
+already in the output folder are refused before a model is loaded, unless ``overwrite``.
 """
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -153,60 +155,94 @@ def count_frames(inputs: Iterable[str | Path]) -> int | None:
     return total
 
 
+OUTPUT_SUFFIXES = ("_disp.png", "_depth.npy")
+
+
 def write_predictions(full_res_disp: Callable[[torch.Tensor], torch.Tensor], inputs: Iterable[str | Path],
                       out_dir: str | Path, height: int, width: int, device: torch.device | str = "cpu",
-                      progress: bool = False) -> list[Path]:
+                      progress: bool = False, overwrite: bool = False,
+                      say: Callable[[str], None] = print) -> list[Path]:
     """`<name>_disp.png` and `<name>_depth.npy` for every frame of `inputs`; returns the files written.
-    `progress`: a tqdm bar over the frames on stderr (its total unknown when a video is among the inputs)."""
-    from PIL import Image
+    Each file is written to a temporary and published whole (:mod:`fadepth.outputs`); without `overwrite` a map
+    that appeared meanwhile is not replaced (one line).  `progress`: a tqdm bar over the frames on stderr (its
+    total unknown when a video is among the inputs)."""
     from tqdm import tqdm
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from fadepth.outputs import ensure_folder, remove_stale_temps
+
+    out = ensure_folder(out_dir, "--out", say)
+    remove_stale_temps(out, say=say)
     written: list[Path] = []
     inputs = list(inputs)
     total = count_frames(inputs) if progress else None
     for frame in tqdm(iter_frames(inputs), total=total, desc="predict", unit="frame", disable=not progress,
                       dynamic_ncols=True, leave=False):
         disp = predict_disparity(full_res_disp, frame.rgb, height, width, device)
-        png = out / f"{frame.name}_disp.png"
-        npy = out / f"{frame.name}_depth.npy"
-        Image.fromarray(colorize(disp)).save(png)
-        np.save(npy, disp_to_depth(disp).astype(np.float32))
-        written += [png, npy]
+        written += write_maps(out, frame.name, disp, overwrite)
     return written
 
 
-def check_inputs(inputs: Sequence[str | Path], out_dir: str | Path, device: str) -> None:
-    """Every input exists and decodes, `out_dir` can be a folder and `device` exists: checked before a model
-    is loaded or a file written."""
+def write_maps(out: Path, name: str, disp: np.ndarray, overwrite: bool) -> list[Path]:
+    """The colorized disparity and the depth array of one frame, each published whole."""
+    from PIL import Image
+
+    from fadepth.outputs import write_atomic
+
+    png, npy = (out / f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES)
+    write_atomic(png, lambda tmp: Image.fromarray(colorize(disp)).save(tmp, format="PNG"), overwrite)
+    write_atomic(npy, lambda tmp: np.save(tmp, disp_to_depth(disp).astype(np.float32)), overwrite)
+    return [png, npy]
+
+
+def existing_outputs(sources: Sequence[Path], out_dir: str | Path) -> list[Path]:
+    """The map files a prediction of `sources` would write that `out_dir` already holds (a video's: any frame)."""
+    out = Path(out_dir).expanduser()
+    if not out.is_dir():
+        return []
+    found: list[Path] = []
+    for path, name in output_names(sources).items():
+        if path.suffix.lower() in IMAGE_EXTS:
+            found += [p for p in (out / f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES) if p.exists()]
+        else:
+            frames = f"{glob.escape(name)}_{'[0-9]' * 6}"
+            found += sorted(p for suffix in OUTPUT_SUFFIXES for p in out.glob(frames + suffix))
+    return found
+
+
+def check_inputs(inputs: Sequence[str | Path], out_dir: str | Path, device: str, overwrite: bool = False) -> None:
+    """Every input exists and decodes, `out_dir` can be a folder, holds none of the maps these inputs give
+    (unless `overwrite`) and `device` exists: checked before a model is loaded or a file written."""
     from fadepth.preflight import check_device, check_output_folder
 
     check_device(device)
     check_output_folder(out_dir, "--out")
-    list_sources(inputs)
+    sources = list(dict.fromkeys(list_sources(inputs)))
+    found = [] if overwrite else existing_outputs(sources, out_dir)
+    if found:
+        raise InputError(f"--out {out_dir}: {found[0]} exists ({len(found)} map file(s) of these inputs are "
+                         "there already); pass --overwrite to replace them, or choose another --out")
 
 
 def predict(checkpoint: str | Path, inputs: Sequence[str | Path], out_dir: str | Path,
-            device: str = "auto", progress: bool = False) -> list[Path]:
+            device: str = "auto", progress: bool = False, overwrite: bool = False) -> list[Path]:
     """Run a trained checkpoint's deployed depth net (ETM / BN folded) on `inputs`; returns the files written."""
     from fadepth.models import load_model
     from fadepth.export import deployed_module
     from fadepth.utils import resolve_device
 
-    check_inputs(inputs, out_dir, device)
+    check_inputs(inputs, out_dir, device, overwrite)
     dev = resolve_device(device)
     depth_net, cfg = load_model(checkpoint, dev)
     model = deployed_module(depth_net).to(dev)
-    return write_predictions(model, inputs, out_dir, cfg.data.height, cfg.data.width, dev, progress)
+    return write_predictions(model, inputs, out_dir, cfg.data.height, cfg.data.width, dev, progress, overwrite)
 
 
 def predict_exported(model_file: str | Path, inputs: Sequence[str | Path], out_dir: str | Path,
-                     device: str = "auto", progress: bool = False) -> list[Path]:
+                     device: str = "auto", progress: bool = False, overwrite: bool = False) -> list[Path]:
     """The same outputs from a file written by `fadepth export`: ONNX through ONNX Runtime (CUDA provider
     when present), TorchScript through torch.jit."""
     from fadepth.export import ExportedModel
 
-    check_inputs(inputs, out_dir, device)
+    check_inputs(inputs, out_dir, device, overwrite)
     model = ExportedModel(model_file, device)
-    return write_predictions(model, inputs, out_dir, model.height, model.width, "cpu", progress)
+    return write_predictions(model, inputs, out_dir, model.height, model.width, "cpu", progress, overwrite)

@@ -35,6 +35,19 @@ def fail(command: str, message: str) -> int:
     return 2
 
 
+def write_json(path: str, obj, flag: str = "--json") -> None:
+    """A JSON file the user named (--json): its folder created when missing (one line says so), written whole."""
+    import json
+    from pathlib import Path
+
+    from fadepth.outputs import ensure_folder
+    from fadepth.utils import atomic_write_bytes
+
+    path = Path(path).expanduser()
+    ensure_folder(path.parent, flag)
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fadepth",

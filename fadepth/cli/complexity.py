@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -71,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
                            reps=args.reps, warmup=args.warmup, convt=args.convt, ops=args.ops, progress=True)
     print(format_table(rows), end="")
     if args.json:
-        from fadepth.utils import atomic_write_bytes
+        from fadepth.cli import write_json
 
-        atomic_write_bytes(args.json, (json.dumps(rows, indent=2) + "\n").encode())
+        write_json(args.json, rows)
         print(f"wrote {args.json}")
     return 0
 

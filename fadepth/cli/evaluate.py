@@ -46,8 +46,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
+    from fadepth.cli import write_json
     from fadepth.models import load_model
     from fadepth.data import build_test_set
     from fadepth.evaluation import evaluate_model, format_row
@@ -82,6 +81,5 @@ def run(args: argparse.Namespace) -> int:
           + f", align={eval_cfg.align}")
     print(format_row(metrics))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(metrics, fh, indent=2)
+        write_json(args.json, metrics)
     return 0

@@ -7,7 +7,8 @@ EPILOG = """\
 Depth is up to scale: a monocular self-supervised network knows depth only up to an unknown factor, so
 <name>_depth.npy holds eq. 12's depth 1 / (10 disp + 0.01) in the network's own units (relative depth; multiply
 by a known scale, e.g. the median ratio to LiDAR, for metres). <name>_disp.png is the disparity, magma, near = bright.
-Videos give one pair per frame (<stem>_000000, ...); a progress bar counts the frames.
+Videos give one pair per frame (<stem>_000000, ...); a progress bar counts the frames. Maps of these inputs
+already in --out are refused (nothing is loaded or written) unless --overwrite; each map is written whole.
 
 examples:
   fadepth predict --checkpoint runs/train/weights.pt photo.jpg --out depth/
@@ -28,14 +29,18 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or video files")
     p.add_argument("--out", required=True, help="output folder for <name>_disp.png and <name>_depth.npy (depth up to scale)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace maps of these inputs already in --out (default: refuse, before any model is loaded)")
 
 
 def run(args: argparse.Namespace) -> int:
     from fadepth.predict import predict, predict_exported
 
     if args.model:  # errors: fadepth.errors
-        written = predict_exported(args.model, args.inputs, args.out, device=args.device, progress=True)
+        written = predict_exported(args.model, args.inputs, args.out, device=args.device, progress=True,
+                                   overwrite=args.overwrite)
     else:
-        written = predict(args.checkpoint, args.inputs, args.out, device=args.device, progress=True)
+        written = predict(args.checkpoint, args.inputs, args.out, device=args.device, progress=True,
+                          overwrite=args.overwrite)
     print(f"wrote {len(written) // 2} depth maps (depth up to scale) to {args.out}")
     return 0

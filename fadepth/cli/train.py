@@ -41,8 +41,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
+    from fadepth.cli import write_json
     from fadepth.config import load_config
     from fadepth.preflight import check_output_file, check_run
 
@@ -60,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fadepth.checkpoint import STATE_NAME
     from fadepth.evaluation import format_row
+    from fadepth.outputs import ensure_folder
     from fadepth.train import resumable_state, train
 
     if not args.no_resume:  # a checkpoint this config cannot resume: refused before the MLflow store is written
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     tracked = None if args.no_track else _start_tracking(cfg, args)
     print(banner(cfg, args, tracked[1] if tracked else None), flush=True)
     try:
+        ensure_folder(cfg.train.out_dir, "train.out_dir")
         result = train(cfg, callbacks=tracked[2] if tracked else (), resume=not args.no_resume)
     except BaseException as exc:
         if tracked:
@@ -84,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"weights: {result.weights} (eval, predict, export); training state: {result.checkpoint}")
     print(format_row(result.metrics, header=True))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"metrics": result.metrics, "checkpoint": str(result.checkpoint)}, fh, indent=2)
+        write_json(args.json, {"metrics": result.metrics, "checkpoint": str(result.checkpoint)})
     return 0
 
 
@@ -111,13 +111,19 @@ def _default_uri() -> str:
 
 
 def _start_tracking(cfg, args: argparse.Namespace):
-    """(client, run id, trainer callbacks) of a new MLflow run for this training."""
+    """(client, run id, trainer callbacks) of a new MLflow run for this training.  The store is created under
+    the lock a sweep takes (:func:`fadepth.sweep.stores.tracking_lock`): two trainings started together in a
+    fresh folder would both run MLflow's schema migration, and one would die in it (issue 25)."""
     from pathlib import Path
 
+    from fadepth.outputs import ensure_folder
     from fadepth.sweep import tracking as tr  # (quiets MLflow's INFO logging)
+    from fadepth.sweep.stores import tracking_lock
 
     uri = args.tracking_uri or _default_uri()
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    client, run_id = tr.start_train_run(uri, cfg, args.experiment)
+        store = "--tracking-uri" if args.tracking_uri else "the MLflow store"
+        ensure_folder(Path(uri[len("sqlite:///"):]).parent, store)
+    with tracking_lock(uri):
+        client, run_id = tr.start_train_run(uri, cfg, args.experiment)
     return client, run_id, [tr.CurveLogger(client, run_id), tr.PanelLogger(client, run_id, cfg)]

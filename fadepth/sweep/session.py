@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from fadepth.config import ConfigError
+from fadepth.outputs import ensure_folder
 from fadepth.sweep.plan import Plan
 from fadepth.sweep.stores import check_stores, store_lock
 
@@ -29,7 +30,7 @@ class Sweep:
         self.storage_url = st.storage_url_of(args.storage, self.runs_dir)
         self.tracking_uri = args.tracking_uri or tr.default_tracking_uri(self.runs_dir)
         check_stores(self.storage_url, self.tracking_uri, self.runs_dir)
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.runs_dir, "--runs-dir")
         self.study_name = st.study_name(plan.spec, plan.profile, plan.extra)
         self.git_commit = tr.git_commit(Path(__file__).resolve().parent)
 

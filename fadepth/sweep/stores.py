@@ -35,9 +35,9 @@ def local_store_file(url: str) -> Path | None:
     return None if "://" in url else Path(url).expanduser().absolute()
 
 
-def local_store_files(storage_url: str, tracking_uri: str) -> list[Path]:
-    """The on-disk files of the Optuna storage and MLflow store (journal file, SQLite databases)."""
-    return [f for f in map(local_store_file, (storage_url, tracking_uri)) if f is not None]
+def local_store_files(*urls: str) -> list[Path]:
+    """The on-disk files of the stores (Optuna storage, MLflow store) named by `urls`; remote stores have none."""
+    return [f for f in map(local_store_file, urls) if f is not None]
 
 
 def check_stores(storage_url: str, tracking_uri: str, runs_dir: Path) -> None:
@@ -126,8 +126,19 @@ def store_lock(storage_url: str, tracking_uri: str, runs_dir: Path):
     """Exclusive lock files next to the local stores (or in --runs-dir for remote ones): launchers started
     together initialise the stores, create the study / parent run and enqueue cells one after the other."""
     files = local_store_files(storage_url, tracking_uri) or [runs_dir / "sweep"]
-    with file_lock(*(f.with_name(f.name + ".fadepth-init.lock") for f in files)):
+    with file_lock(*init_locks(files)):
         yield
+
+
+def init_locks(files: list[Path]) -> list[Path]:
+    """The lock file of each store file (``<file>.fadepth-init.lock``): one name for sweeps and `fadepth train`."""
+    return [f.with_name(f.name + ".fadepth-init.lock") for f in files]
+
+
+def tracking_lock(tracking_uri: str):
+    """:func:`store_lock` for an MLflow store alone (`fadepth train`): two trainings, or a training and a sweep,
+    on one local store create its schema and experiment one after the other.  A remote store needs none."""
+    return file_lock(*init_locks(local_store_files(tracking_uri)))
 
 
 def guard_trial_takes(storage, storage_url: str, cells: "set[str] | None" = None):
