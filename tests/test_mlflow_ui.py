@@ -1,11 +1,12 @@
 """The MLflow UI shows a sweep's runs: a table_v sweep (parent run + 4 child runs of two schemes, named
 ``scheme/seed`` as the sweep names them, with final metrics and ``val/`` curves) in a sqlite store,
 ``mlflow ui`` on a free loopback port (own process group, job execution off), headless Chromium via
-Playwright: the experiment's description (the verdict summary and claims table reports/build.py writes there),
-the runs page with the sweep expanded, the chart view filtered to the primary metric (as docs/mlflow-ui.md
-says) and to the sweep run's per-scheme metrics (``abs_rel/<scheme>``), and the compare view.  Screenshots go
-to tests/artifacts/.  The browser test is skipped (with the reason) when Chromium or Playwright is absent; the
-store it browses is checked without a browser too.
+Playwright: the first open by the link the main job prints (the runs page in the model-training view, not
+MLflow's default GenAI one), the experiment's description (the verdict summary and claims table that
+reports/build.py writes there), the runs page with the sweep expanded, the chart view filtered to the primary
+metric (as docs/mlflow-ui.md says) and to the sweep run's per-scheme metrics (``abs_rel/<scheme>``), and the
+compare view.  Screenshots go to tests/artifacts/.  The browser test is skipped (with the reason) when Chromium
+or Playwright is absent; the store it browses is checked without a browser too.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from urllib.parse import quote
 import pytest
 
 from fadepth import contracts as c
+from fadepth.sweep import tracking as tr
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -61,8 +63,8 @@ def _fill_store(uri: str, artifacts: Path) -> tuple[str, list[str]]:
 
     from fadepth.report.runs import tracking
 
+    experiment_id = tr.get_or_create_experiment(mlflow.MlflowClient(uri), "table_v", artifacts)  # as the sweep does
     with tracking(uri):
-        experiment_id = mlflow.create_experiment("table_v", artifact_location=artifacts.as_uri())
         identity = {c.TABLE: "table_v", c.SPEC_HASH: "abc123def456", c.PROFILE: "smoke",
                     c.STUDY: "table_v-abc123def456-smoke"}
         with mlflow.start_run(experiment_id=experiment_id, run_name=SWEEP_RUN,
@@ -79,7 +81,6 @@ def _fill_store(uri: str, artifacts: Path) -> tuple[str, list[str]]:
                 run_ids.append(run.info.run_id)
     # What the sweep and the report add: <metric>/<scheme> on the sweep run, the verdicts in the description.
     from fadepth import report
-    from fadepth.sweep import tracking as tr
 
     tr.log_scheme_metrics(mlflow.MlflowClient(uri), experiment_id, identity[c.STUDY], parent.info.run_id,
                           [PRIMARY, "a1"])
@@ -126,21 +127,29 @@ def mlflow_ui(tmp_path):
             server.wait(timeout=10)
 
 
-def test_store_has_the_verdicts_in_the_description_and_per_scheme_metrics(tmp_path):
-    """The store the browser test opens, checked without a browser: what the UI will render."""
+def test_store_has_the_verdicts_in_the_description_and_per_scheme_metrics(tmp_path, capsys):
+    """The store the browser test opens, checked without a browser: what the UI will render, and the link the
+    main job's last lines print (the runs page in the model-training view)."""
     import mlflow
 
+    from fadepth.report import print_next_steps
     from fadepth.report.runs import NOTE_TAG
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     _fill_store(uri, tmp_path / "artifacts")
     client = mlflow.MlflowClient(uri)
-    note = client.get_experiment_by_name("table_v").tags[NOTE_TAG]
+    experiment = client.get_experiment_by_name("table_v")
+    note = experiment.tags[NOTE_TAG]
     assert "| Scheme" in note and "Verdict" in note.split("| Scheme", 1)[1].splitlines()[0]
-    (sweep,) = client.search_runs([client.get_experiment_by_name("table_v").experiment_id],
-                                  f"tags.`{c.ROLE}` = '{c.ROLE_SWEEP}'")
+    assert experiment.tags[tr.EXPERIMENT_KIND] == tr.MODEL_TRAINING
+    (sweep,) = client.search_runs([experiment.experiment_id], f"tags.`{c.ROLE}` = '{c.ROLE_SWEEP}'")
     assert sweep.data.metrics[f"{PRIMARY}/sch1"] == pytest.approx(0.1220)
     assert sweep.data.metrics[f"{PRIMARY}/sch3"] == pytest.approx(0.1160)
+
+    print_next_steps(tmp_path / "report", uri, ["table_v"])
+    last = capsys.readouterr().out.rstrip().splitlines()[-1]
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    assert last.split() == ["then", "open", link, "(table_v)"]
 
 
 @pytest.fixture
@@ -162,9 +171,14 @@ def test_runs_named_scheme_seed_chart_of_the_primary_metric_and_compare_view(bro
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.set_default_timeout(90_000)
 
-    # The experiment's description (its Markdown note, rendered on the experiment page): the verdict table.
-    page.goto(f"{base}/#/experiments/{experiment_id}/runs", wait_until="domcontentloaded")
+    # First open, by the link the main job prints: the runs page in the model-training view (MLflow's default
+    # is GenAI, whose sidebar has traces, sessions and judges but no model registry), with the experiment's
+    # description (its Markdown note) holding the verdict table.
+    runs_page = tr.runs_page_url(experiment_id, base)
+    page.goto(runs_page, wait_until="domcontentloaded")
     page.get_by_text(SWEEP_RUN, exact=True).first.wait_for()
+    sidebar = page.locator("aside").first.inner_text().splitlines()
+    assert "Model registry" in sidebar and "Judges" not in sidebar, f"not the model-training view: {sidebar}"
     expand = page.locator("[data-component-id='mlflow.experiment.metadata_editor.expand_button']")
     if expand.count():
         expand.first.click()
@@ -176,7 +190,7 @@ def test_runs_named_scheme_seed_chart_of_the_primary_metric_and_compare_view(bro
         collapse.first.click()
 
     # Runs page (docs/mlflow-ui.md, "Compare the schemes of one table"): the sweep run, expanded (+) -> its runs.
-    page.goto(f"{base}/#/experiments/{experiment_id}/runs", wait_until="domcontentloaded")
+    page.goto(runs_page, wait_until="domcontentloaded")
     page.get_by_text(SWEEP_RUN, exact=True).first.wait_for()  # never wait for networkidle: the UI keeps polling
     page.locator("button[data-component-id*='runnamecellrenderer']").first.click()  # the + beside the sweep run
     for run_name, *_ in RUNS:

@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from fadepth import contracts as c  # noqa: E402
+from fadepth.sweep import tracking as tr  # noqa: E402
 from fadepth.visual import depth_panel  # noqa: E402
 
 
@@ -76,6 +77,7 @@ def test_fadepth_train_logs_curves_panels_and_metrics_by_default(tmp_path, monke
     uri = f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("fadepth-train")
+    assert experiment.tags[tr.EXPERIMENT_KIND] == tr.MODEL_TRAINING  # opens as model training, not GenAI
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags[c.ROLE] == c.ROLE_TRAIN
     assert [m.step for m in client.get_metric_history(run.info.run_id, c.VAL_CURVE.format("abs_rel"))] == [2, 4]
@@ -87,3 +89,18 @@ def test_fadepth_train_logs_curves_panels_and_metrics_by_default(tmp_path, monke
 def test_no_track_writes_no_store(tmp_path, monkeypatch):
     assert run_cli(tmp_path, monkeypatch, "--no-track") == 0
     assert not (tmp_path / "runs").exists()
+
+
+def test_experiments_are_tagged_model_training_old_ones_too_unless_their_kind_was_set(tmp_path):
+    """``mlflow.experimentKind`` on every experiment fadepth creates or reuses (a store from before the tag gets
+    it on the next sweep); a kind someone chose stays."""
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    new = tr.get_or_create_experiment(client, "table_v", tmp_path / "mlartifacts")
+    old = client.create_experiment("table_vi")
+    chosen = client.create_experiment("table_vii", tags={tr.EXPERIMENT_KIND: "genai_development"})
+    assert tr.get_or_create_experiment(client, "table_vi", None) == old
+    assert tr.get_or_create_experiment(client, "table_vii", None) == chosen
+    kinds = {e.name: e.tags.get(tr.EXPERIMENT_KIND) for e in client.search_experiments() if e.name != "Default"}
+    assert kinds == {"table_v": tr.MODEL_TRAINING, "table_vi": tr.MODEL_TRAINING,
+                     "table_vii": "genai_development"}
+    assert tr.runs_page_url(new) == f"http://127.0.0.1:5000/#/experiments/{new}/runs?workflowType=machine_learning"

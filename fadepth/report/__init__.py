@@ -284,16 +284,24 @@ def _build_one(path: Path, args: argparse.Namespace, tracking_uri: str) -> Build
     return result
 
 
-def print_next_steps(out: Path, tracking_uri: str) -> None:
-    """Where the tables are and how to look at the runs: the last lines of the README's main command."""
+def print_next_steps(out: Path, tracking_uri: str, experiments: Sequence[str] = ()) -> None:
+    """Where the tables are and how to look at the runs: the last lines of the README's main command.  The link
+    opens a table's runs in MLflow's model-training view (a first open without it shows the GenAI one)."""
+    from fadepth.sweep.tracking import UI_LOCAL, runs_page_url
+
     print(f"\nTables (ours beside the paper's): {out.resolve()}/table_*.tex (.md, .csv); "
           f"compile everything with: cd {out} && pdflatex report.tex")
-    if tracking_uri.startswith("sqlite:"):
-        print("Browse and compare the runs in the MLflow UI (then open http://127.0.0.1:5000):\n"
+    local = tracking_uri.startswith("sqlite:")
+    if local:
+        print("Browse and compare the runs in the MLflow UI:\n"
               f"  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri {tracking_uri} "
               "--workers 1 --port 5000")
     else:
         print(f"Browse and compare the runs in the MLflow UI at {tracking_uri}")
+    if local or tracking_uri.startswith(("http://", "https://")):  # (a database store's UI has its own address)
+        for name in experiments:
+            for experiment_id in runs.experiment_ids(tracking_uri, [name]):
+                print(f"  then open {runs_page_url(experiment_id, UI_LOCAL if local else tracking_uri)}   ({name})")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "reports/build.py") -> int:
@@ -301,16 +309,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "reports/build.py") -> i
     args = parse_args(argv, prog)
     tracking_uri = args.tracking_uri or default_tracking_uri()
     paths = sorted((REPO_ROOT / "ablations").glob("table_*.yaml")) if args.all else [Path(args.spec)]
-    built = 0
+    built: list[str] = []  # the experiments (tables) built
     for path in paths:
         try:
-            _build_one(path, args, tracking_uri)
-            built += 1
+            built.append(_build_one(path, args, tracking_uri).spec_name)
         except (ReportError, ImportError, ValueError) as why:  # ValueError: the spec loader's SpecError
             print(f"[report] {'skipped' if args.all else 'error'}: {path}: {why}", file=sys.stderr)
     if built:
-        print(f"[report] {Path(args.out) / 'report.tex'}: {built} table(s) built in this call")
-        print_next_steps(Path(args.out), tracking_uri)
-    if built == len(paths) or (args.all and built):
+        print(f"[report] {Path(args.out) / 'report.tex'}: {len(built)} table(s) built in this call")
+        print_next_steps(Path(args.out), tracking_uri, built)
+    if len(built) == len(paths) or (args.all and built):
         return 0
     return 1 if args.all else 2  # one spec that cannot be built: a user error (its line is above)

@@ -70,7 +70,7 @@ def _tag_filter(tags: dict[str, str]) -> str:
     return " and ".join(clauses + ["attributes.status = 'FINISHED'"])
 
 
-def _experiment_ids(tracking_uri: str, names: Sequence[str] | None) -> list[str]:
+def experiment_ids(tracking_uri: str, names: Sequence[str] | None) -> list[str]:
     """Ids of the named experiments that exist (all experiments when ``names`` is None)."""
     client = MlflowClient(tracking_uri=tracking_uri)
     if names is None:
@@ -82,11 +82,11 @@ def _experiment_ids(tracking_uri: str, names: Sequence[str] | None) -> list[str]
 def search_runs(tracking_uri: str, filter_string: str, experiment_names: Sequence[str] | None) -> pd.DataFrame:
     """``mlflow.search_runs`` on one store; an empty frame when no experiment matches."""
     check_store_exists(tracking_uri)
-    experiment_ids = _experiment_ids(tracking_uri, experiment_names)
-    if not experiment_ids:
+    ids = experiment_ids(tracking_uri, experiment_names)
+    if not ids:
         return pd.DataFrame()
     with tracking(tracking_uri):
-        return mlflow.search_runs(experiment_ids=experiment_ids, filter_string=filter_string)
+        return mlflow.search_runs(experiment_ids=ids, filter_string=filter_string)
 
 
 def search_finished(tracking_uri: str, tags: dict[str, str], experiment_names: Sequence[str] | None = None

@@ -1,9 +1,9 @@
 """The MLflow side of a sweep (the layout in docs/architecture.md is a contract with fadepth/report).
 
-One experiment per spec (named ``spec.name``); one parent run per sweep (tag ``fadepth.role=sweep``, one per
-Optuna study, reused when the same command is run again); one child run per scheme x seed (tag
-``fadepth.role=run``) with the keys its spec varies and the recipe columns as params (the resolved config is its
-``config.yaml`` artifact), curves ``train/<term>`` / ``val/<metric>``,
+One experiment per spec (named ``spec.name``, tagged model training for the MLflow UI); one parent run per sweep
+(tag ``fadepth.role=sweep``, one per Optuna study, reused when the same command is run again); one child run per
+scheme x seed (tag ``fadepth.role=run``) with the keys its spec varies and the recipe columns as params (the
+resolved config is its ``config.yaml`` artifact), curves ``train/<term>`` / ``val/<metric>``,
 final metrics under plain names, and status FINISHED only for complete runs.
 
 Everything goes through :class:`mlflow.MlflowClient` with explicit run ids: no fluent active-run state,
@@ -54,12 +54,30 @@ def configure(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri)
 
 
+# Which UI MLflow shows an experiment in: its experiment tag `mlflow.experimentKind` ("genai_development" or
+# "custom_model_development", the values of MLflow's JS bundle).  Every fadepth experiment is model training.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+# MLflow 3.17's UI does not read that tag: it shows GenAI or model training after one browser-wide switch, read
+# from the URL query `workflowType` first, then the browser's localStorage, default GenAI.  Links we print carry:
+UI_MODEL_TRAINING = "workflowType=machine_learning"
+UI_LOCAL = "http://127.0.0.1:5000"  # where `mlflow ui --port 5000` serves (docs/mlflow-ui.md)
+
+
 def get_or_create_experiment(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
+    """The experiment's id, created if needed, tagged model training (an older store's experiment too, unless
+    someone set its kind)."""
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = (artifact_root / name).resolve().as_uri() if artifact_root is not None else None
-    return client.create_experiment(name, artifact_location=location)
+    if exp is None:
+        location = (artifact_root / name).resolve().as_uri() if artifact_root is not None else None
+        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING})
+    if EXPERIMENT_KIND not in exp.tags:
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+    return exp.experiment_id
+
+
+def runs_page_url(experiment_id: str, base: str = UI_LOCAL) -> str:
+    """The MLflow UI's runs page of one experiment, opened in the model-training view (not GenAI)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{UI_MODEL_TRAINING}"
 
 
 def git_commit(cwd: Path | None = None) -> str:
