@@ -43,6 +43,7 @@ class BuildResult:
     study: str | None = None  # the sweep (Optuna study) whose runs make the table
     comparisons: dict[str, tables.Comparison] = field(default_factory=dict)
     claims_md: dict[str, str] = field(default_factory=dict)  # per table: verdicts + claims table (Markdown)
+    summary: list[str] = field(default_factory=list)  # the best scheme and the claims line: the last lines printed
 
 
 def load_spec(path: str | Path):
@@ -167,8 +168,8 @@ def build_spec(spec, *, tracking_uri: str, out_dir: Path, profile: str | None = 
         what = "Ours: the sweep's finished runs"
     result = BuildResult(spec.name, profile, study=study)
     _write_tables(spec, comparison, profile, summary.seeds, what, out_dir, result, context, tracking_uri, say)
-    if getattr(spec, "claims", None):
-        write_claims(spec, summary, profile, out_dir, result, say)
+    frame = write_claims(spec, summary, profile, out_dir, result, say) if getattr(spec, "claims", None) else None
+    result.summary = claims.summary_lines(spec, summary, frame)
     companion = companion_spec(spec, model_of(summary)) if spec.kind == "complexity" else None
     if companion is not None:
         comparison = comparison_for(companion, summary, {})
@@ -214,7 +215,7 @@ def experiment_note(spec, profile: str, study: str | None, result: BuildResult) 
 
 
 def write_claims(spec, summary: runs.RunSummary, profile: str, out_dir: Path, result: BuildResult,
-                 say: Callable[[str], None]) -> None:
+                 say: Callable[[str], None]) -> pd.DataFrame:
     """The spec's declared claims, judged (:mod:`fadepth.report.claims`): ``<name>_paper_claims.md`` / ``.csv``,
     the same table on top of ``<name>.md``, and printed."""
     frame = claims.claims_frame(spec, summary, profile)
@@ -227,6 +228,7 @@ def write_claims(spec, summary: runs.RunSummary, profile: str, out_dir: Path, re
         table_md.write_text(f"## The paper's claims\n\n{text}\n{table_md.read_text()}")
     result.files += paths
     say(f"[report] {spec.name}: the paper's claims\n{text}")
+    return frame
 
 
 def log_to_sweep_run(spec, tracking_uri: str, profile: str, study: str | None, result: BuildResult) -> str | None:
@@ -304,20 +306,29 @@ def print_next_steps(out: Path, tracking_uri: str, experiments: Sequence[str] = 
                 print(f"  then open {runs_page_url(experiment_id, UI_LOCAL if local else tracking_uri)}   ({name})")
 
 
+def print_summaries(built: Sequence[BuildResult]) -> None:
+    """The last lines: each table's best scheme (with its interval) and claims line, as the sweep ends."""
+    print()
+    for result in built:
+        for line in result.summary:
+            print(f"{result.spec_name}: {line}" if len(built) > 1 else line)
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "reports/build.py") -> int:
     """``reports/build.py`` (and ``fadepth report``, `prog`)."""
     args = parse_args(argv, prog)
     tracking_uri = args.tracking_uri or default_tracking_uri()
     paths = sorted((REPO_ROOT / "ablations").glob("table_*.yaml")) if args.all else [Path(args.spec)]
-    built: list[str] = []  # the experiments (tables) built
+    built: list[BuildResult] = []
     for path in paths:
         try:
-            built.append(_build_one(path, args, tracking_uri).spec_name)
+            built.append(_build_one(path, args, tracking_uri))
         except (ReportError, ImportError, ValueError) as why:  # ValueError: the spec loader's SpecError
             print(f"[report] {'skipped' if args.all else 'error'}: {path}: {why}", file=sys.stderr)
     if built:
         print(f"[report] {Path(args.out) / 'report.tex'}: {len(built)} table(s) built in this call")
-        print_next_steps(Path(args.out), tracking_uri, built)
+        print_next_steps(Path(args.out), tracking_uri, [result.spec_name for result in built])
+        print_summaries(built)
     if len(built) == len(paths) or (args.all and built):
         return 0
     return 1 if args.all else 2  # one spec that cannot be built: a user error (its line is above)
