@@ -210,3 +210,21 @@ def test_output_folder_that_cannot_be_created_is_one_line(weights, tmp_path, cap
     with pytest.raises(InputError, match=r"^--out '.*file/sub': cannot create the folder"):  # past the pre-flight
         ensure_folder(tmp_path / "file" / "sub", "--out")
     assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_train_on_a_damaged_store_is_one_line_and_left_alone(tmp_path, capsys):
+    damaged = tmp_path / "mlflow.db"
+    damaged.write_bytes(b"\x87 not a database" * 64)
+    args = ["train", "--tracking-uri", f"sqlite:///{damaged}", *TINY, "train.iterations=1",
+            f"train.out_dir={tmp_path / 'run'}"]
+    assert fadepth(args) == 2
+    one_error_line(capsys, f"{damaged}: not an SQLite database", "move it aside")
+    assert damaged.read_bytes() == b"\x87 not a database" * 64 and not (tmp_path / "run").exists()
+
+
+def test_train_store_path_a_uri_cannot_carry_is_refused(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'm?1' / 'mlflow.db'}"
+    assert fadepth(["train", "--tracking-uri", uri, *TINY, "train.iterations=1",
+                    f"train.out_dir={tmp_path / 'run'}"]) == 2
+    one_error_line(capsys, "--tracking-uri", "'?'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

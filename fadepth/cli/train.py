@@ -118,11 +118,13 @@ def _start_tracking(cfg, args: argparse.Namespace):
 
     from fadepth.outputs import ensure_folder
     from fadepth.sweep import tracking as tr  # (quiets MLflow's INFO logging)
-    from fadepth.sweep.stores import tracking_lock
+    from fadepth.sweep.stores import check_sqlite_store, check_uri_safe, tracking_lock
 
     uri = args.tracking_uri or _default_uri()
     if uri.startswith("sqlite:///"):
         store = "--tracking-uri" if args.tracking_uri else "the MLflow store"
+        check_uri_safe(uri[len("sqlite:///"):], store)  # a '?' or '#' would cut the path: another store
+        check_sqlite_store(uri, "MLflow store")  # a damaged file: one line naming it, left as it is
         ensure_folder(Path(uri[len("sqlite:///"):]).parent, store)
     with tracking_lock(uri):
         client, run_id = tr.start_train_run(uri, cfg, args.experiment)
