@@ -228,3 +228,10 @@ def test_train_store_path_a_uri_cannot_carry_is_refused(tmp_path, capsys):
                     f"train.out_dir={tmp_path / 'run'}"]) == 2
     one_error_line(capsys, "--tracking-uri", "'?'")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_synthetic_write_kitti_says_it_creates_its_folder(tmp_path, capsys):
+    out = tmp_path / "new" / "scenes"
+    assert fadepth(["synthetic", "write-kitti", "--out", str(out), "--sequences", "1", "--frames", "3",
+                    "--height", "16", "--width", "48"]) == 0
+    assert f"creating {out} (for --out)" in capsys.readouterr().out and (out / "splits").is_dir()

@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"split file not found: {split_file}")
     benchmark = args.benchmark or args.split == "eigen_benchmark"
     from fadepth.data.kitti import export_gt_depths, read_split
+    from fadepth.outputs import ensure_folder
+
+    ensure_folder(Path(args.out).expanduser().parent, "--out")  # says so when it creates it
 
     try:
         n = len(read_split(split_file))

@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         return _error("need --sequences >= 1, --test-sequences >= 1, --frames >= 3, --height/--width >= 8")
     from fadepth.config import SyntheticConfig
     from fadepth.data.synthetic import SyntheticScenes, write_kitti_layout
+    from fadepth.outputs import ensure_folder
+
+    ensure_folder(out, "--out")  # says so when it creates it
 
     cfg = SyntheticConfig(seed=args.seed, train_sequences=args.sequences, val_sequences=1,
                           test_sequences=args.test_sequences, frames_per_sequence=args.frames, cache=False)

@@ -158,6 +158,9 @@ def build_spec(spec, *, tracking_uri: str, out_dir: Path, profile: str | None = 
     summary = runs.load_summary(spec, tracking_uri, profile, logged_metric_names(spec), study)
     if summary.empty:
         raise ReportError(no_runs_message(spec, tracking_uri, profile))
+    from fadepth.outputs import ensure_folder
+
+    ensure_folder(out_dir, "--out", say)  # once there is something to write; says so when it creates it
     unfinished = runs.unfinished_schemes(spec, tracking_uri, profile, study, summary.schemes)
     comparison = comparison_for(spec, summary, unfinished)
     context = {"accuracy_profile": profile}
