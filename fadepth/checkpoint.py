@@ -55,13 +55,11 @@ def save_weights(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def remove_stale_tmp(folder: str | Path, names: tuple[str, ...] = (WEIGHTS_NAME, STATE_NAME)) -> list[Path]:
-    """Delete temporary files an interrupted atomic write left (``.<name>.<random>.tmp``)."""
-    folder = Path(folder)
-    stale = [p for name in names for p in folder.glob(f".{name}.*.tmp")] if folder.is_dir() else []
-    for path in stale:
-        log.warning("removing %s, left by an interrupted checkpoint write", path)
-        path.unlink(missing_ok=True)
-    return stale
+    """Delete the temporaries an interrupted atomic write of `names` left (:mod:`fadepth.outputs`: its process is
+    gone), with a warning."""
+    from fadepth.outputs import remove_stale_temps
+
+    return [p for name in names for p in remove_stale_temps(folder, name, say=log.warning)]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:

@@ -19,11 +19,15 @@ import socket
 from pathlib import Path
 from typing import Callable
 
-from fadepth.errors import InputError
+from fadepth.errors import DiskFullError, InputError
 
 log = logging.getLogger(__name__)
 TMP_MARK = ".fadepth-tmp-"
 NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# torch.save's zip writer reports a failed write (a full disk) as RuntimeError: "[enforce fail at
+# inline_container.cc:...] unexpected pos ..." or "... file write failed".
+TORCH_WRITE_FAILED = ("unexpected pos", "file write failed")
 
 
 class OutputExistsError(InputError):
@@ -123,14 +127,34 @@ def publish(temp: Path, out: Path, overwrite: bool, flag: str = "--out") -> None
     temp.unlink(missing_ok=True)
 
 
+def disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in NO_SPACE
+    return isinstance(exc, RuntimeError) and any(s in str(exc) for s in TORCH_WRITE_FAILED)
+
+
+def disk_full_error(out: Path, exc: BaseException) -> DiskFullError:
+    kept = f"the previous {out.name} is kept" if out.exists() else f"no {out.name} was written"
+    return DiskFullError(f"disk full while writing {out} ({kept}): free some space or choose another folder, "
+                         "then run again")
+
+
 def write_atomic(out: str | Path, write: Callable[[str], None], overwrite: bool = False,
-                 flag: str = "--out") -> Path:
-    """``write(temporary path)``, then :func:`publish` it as `out`; the temporary never outlives the call."""
+                 flag: str = "--out", sync: bool = False) -> Path:
+    """``write(temporary path)`` (then fsync it when `sync`), then :func:`publish` it as `out`; the temporary never
+    outlives the call, and a full disk is :class:`DiskFullError` naming `out` (which keeps its previous content)."""
     out = Path(out)
     temp = temp_path(out)
     try:
         write(str(temp))
+        if sync:
+            with open(temp, "rb") as fh:
+                os.fsync(fh.fileno())
         publish(temp, out, overwrite, flag)
+    except BaseException as exc:
+        if disk_full(exc):
+            raise disk_full_error(out, exc) from exc
+        raise
     finally:
         temp.unlink(missing_ok=True)
     return out

@@ -1,17 +1,15 @@
 """Small shared helpers: device choice, seeding, atomic writes."""
 from __future__ import annotations
 
-import errno
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fadepth.errors import DiskFullError
+from fadepth.outputs import write_atomic
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
@@ -32,57 +30,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-# torch.save's zip writer reports a failed write (a full disk) as RuntimeError: "[enforce fail at
-# inline_container.cc:...] unexpected pos ..." or "... file write failed".
-TORCH_WRITE_FAILED = ("unexpected pos", "file write failed")
-
-
-def disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return exc.errno in NO_SPACE
-    return isinstance(exc, RuntimeError) and any(s in str(exc) for s in TORCH_WRITE_FAILED)
-
-
-def _raise_disk_full(path: Path, exc: BaseException) -> None:
-    if disk_full(exc):
-        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} was written"
-        raise DiskFullError(f"disk full while writing {path} ({kept}): free some space or choose another "
-                            "folder, then run again") from exc
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    """Write `data` to a temporary beside `path`, fsync, then rename over `path` (:func:`fadepth.outputs.write_atomic`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def write(temp: str) -> None:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        _raise_disk_full(path, exc)
-        raise
+
+    write_atomic(path, write, overwrite=True, sync=True)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save that never leaves a half-written file at `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        _raise_disk_full(path, exc)
-        raise
+    write_atomic(path, lambda temp: torch.save(obj, temp), overwrite=True, sync=True)
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:

@@ -193,7 +193,11 @@ def test_stale_tmp_checkpoint_removed_on_next_start(tmp_path):
 
     out = tmp_path / "run"
     out.mkdir()
-    stale = out / ".checkpoint.pt.x1y2z3.tmp"
+    from fadepth.outputs import temp_path
+
+    dead_pid = 2**22 + 1  # above Linux's largest pid: never alive
+    stale = temp_path(out / "checkpoint.pt")
+    stale = stale.with_name(stale.name.replace(f"-{os.getpid()}-", f"-{dead_pid}-"))
     stale.write_bytes(b"\0" * 1000)
     train(load_config(None, [*TINY, f"train.out_dir={out}", "train.iterations=0"]))
     assert not stale.exists()

@@ -47,7 +47,7 @@ def test_train_writes_checkpoint_and_metrics(tmp_path):
     assert set(result.metrics) >= {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"}
     state = load_checkpoint(result.checkpoint)
     assert state["iteration"] == 3 and (tmp_path / "config.yaml").is_file()
-    assert not list(tmp_path.glob(".*.tmp")), "no temporary files left behind"
+    assert not list(tmp_path.glob(".*fadepth-tmp-*")), "no temporary files left behind"
 
 
 def test_validation_line_states_abs_rel_against_the_constant_depth():
