@@ -151,7 +151,9 @@ def export_torchscript(module: FullResolutionDisparity, height: int, width: int,
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module, example, check_trace=False)
     extra = {TORCHSCRIPT_EXTRA: json.dumps(asdict(record))}
-    return write_atomic(out, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra), overwrite)
+    with warnings.catch_warnings():  # torch.jit.save's FutureWarning: TorchScript is what this format is
+        warnings.simplefilter("ignore", FutureWarning)
+        return write_atomic(out, lambda tmp: torch.jit.save(traced, tmp, _extra_files=extra), overwrite)
 
 
 EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript}
