@@ -87,7 +87,8 @@ def test_train_without_config_runs_the_recipe_and_prints_a_banner(tmp_path, caps
     def fake_train(cfg, callbacks=(), resume=True):
         seen["cfg"] = cfg
         return SimpleNamespace(metrics={"abs_rel": 0.3, "sq_rel": 1, "rmse": 2, "rmse_log": 0.3, "a1": 0.5, "a2": 0.7,
-                                        "a3": 0.9}, checkpoint=Path(cfg.train.out_dir) / "checkpoint.pt", iterations=5)
+                                        "a3": 0.9}, checkpoint=Path(cfg.train.out_dir) / "checkpoint.pt", iterations=5,
+                               weights=Path(cfg.train.out_dir) / "weights.pt")
 
     monkeypatch.setattr(training, "train", fake_train)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -183,7 +184,7 @@ def test_sweep_and_report_are_the_scripts_entry_points(tmp_path, capsys):
     assert fadepth(["sweep", str(tmp_path / "missing.yaml")]) == 2
     one_error_line(capsys, "fadepth sweep: error:", "missing.yaml")
     assert fadepth(["report", str(REPO / "ablations" / "table_v.yaml"), "--profile", "smoke", "--tracking-uri",
-                    f"sqlite:///{tmp_path / 'none.db'}", "--out", str(tmp_path / "out")]) == 1
+                    f"sqlite:///{tmp_path / 'none.db'}", "--out", str(tmp_path / "out")]) == 2
     assert "run a sweep first" in capsys.readouterr().err
 
 
