@@ -13,8 +13,10 @@ import test_report
 from test_bad_inputs import TWO, one_error_line, tiny_spec
 
 import fadepth.report as report
+from fadepth.config import ConfigError
 from fadepth.sweep.estimate import duration
 from fadepth.sweep.launcher import main as sweep_main
+from fadepth.sweep.plan import parse_ints
 
 store = test_report.store  # the fixture: an MLflow store with known runs
 SEEDS = ",".join(map(str, range(65)))  # more than BIG_SEEDS (64)
@@ -126,3 +128,15 @@ def test_estimate_comes_from_this_studys_finished_runs(tmp_path, capsys, monkeyp
                                            (2.5 * 86400, "2.5 days")])
 def test_duration_text(seconds, text):
     assert duration(seconds) == text
+
+
+@pytest.mark.parametrize("text, expected", [("0-3,7", [0, 1, 2, 3, 7]), ("5", [5]), ("-1,2", [-1, 2])])
+def test_seeds_take_ranges(text, expected):
+    assert parse_ints(text, "--seeds") == expected
+
+
+@pytest.mark.parametrize("text, needle", [("3-1", "ranges like 0-9"), ("1-", "ranges like 0-9"),
+                                          ("0-2,2", "repeats 2"), ("0-100000000", "ranges like 0-9")])
+def test_bad_seed_ranges_are_one_line(text, needle):
+    with pytest.raises(ConfigError, match=needle):
+        parse_ints(text, "--seeds")

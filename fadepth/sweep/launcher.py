@@ -52,7 +52,7 @@ def build_parser(prog: str = "sweeps/run.py") -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SWEEP_EXAMPLES)
     p.add_argument("spec", help="sweep spec, e.g. ablations/table_v.yaml")
     p.add_argument("--profile", default="paper", help="profile of the spec: smoke | paper | ... (default: paper)")
-    p.add_argument("--seeds", help="comma-separated seeds (default: the spec's / profile's)")
+    p.add_argument("--seeds", help="seeds: comma-separated integers or ranges, e.g. 0,1,2 or 0-9 (default: the spec's / profile's)")
     p.add_argument("--only", help="comma-separated scheme names to run (default: all)")
     p.add_argument("--gpus", default="auto",
                    help="comma-separated GPU ids, one worker per id with CUDA_VISIBLE_DEVICES set; 'auto' "

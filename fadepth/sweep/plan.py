@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from typing import Any
 
 from fadepth.config import ConfigError, check_key, parse_override
@@ -76,17 +77,31 @@ class Plan:
 
 
 def parse_ints(text: str, flag: str) -> list[int]:
-    """Distinct comma-separated integers, at least one (each seed is one run folder: a repeat would share it)."""
+    """Distinct comma-separated integers or inclusive ranges (``0,1,2``, ``0-99``, ``0-9,20``), at least one (each
+    seed is one run folder: a repeat would share it)."""
     try:
-        values = [int(x) for x in text.split(",") if x.strip()]
+        values = [v for item in text.split(",") if item.strip() for v in _int_or_range(item)]
     except ValueError:
-        raise ConfigError(f"{flag} {text!r}: expected comma-separated integers") from None
+        raise ConfigError(f"{flag} {text!r}: expected comma-separated integers or ranges like 0-9") from None
     if not values:
         raise ConfigError(f"{flag} {text!r}: expected at least one integer, e.g. {flag} 0,1,2")
-    repeated = sorted({v for v in values if values.count(v) > 1})
+    repeated = sorted(v for v, n in Counter(values).items() if n > 1)
     if repeated:
         raise ConfigError(f"{flag} {text!r}: repeats {', '.join(map(str, repeated))}; expected distinct integers")
     return values
+
+
+MAX_RANGE = 100_000  # seeds in one range: more is a typo, not a study
+
+
+def _int_or_range(item: str) -> range:
+    """``7`` -> [7]; ``0-9`` -> 0..9 (inclusive; ValueError when empty or malformed)."""
+    low, dash, high = item.strip().partition("-")
+    if not dash or not low:  # a plain (possibly negative) integer
+        return range(int(item), int(item) + 1)
+    if not 0 <= int(high) - int(low) < MAX_RANGE:
+        raise ValueError(item)
+    return range(int(low), int(high) + 1)
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
