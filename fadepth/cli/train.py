@@ -7,7 +7,7 @@ from pathlib import Path
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 
 EPILOG = """examples:
-  fadepth train                                        # the built-in recipe: ~10 min on 2 CPU cores
+  fadepth train                                        # the built-in recipe: ~13 min on 2 CPU cores
   fadepth train train.iterations=300 train.out_dir=runs/short
   fadepth train --config ablations/base/kitti.yaml data.path=/data/kitti_raw
   fadepth train model.etm.enabled=true optim.lr=2e-4 train.out_dir=runs/etm
