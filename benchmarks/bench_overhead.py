@@ -51,7 +51,8 @@ def step_trainer(overrides: list[str], device: str):
     cfg = load_config(ROOT / "ablations/base/synthetic.yaml",
                       overrides=[*overrides, f"train.device={device}", f"train.out_dir={tempfile.mkdtemp()}"])
     trainer = Trainer(cfg)
-    data = SeededSamples(build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled))
+    data = SeededSamples(build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled,
+                                       color_level=trainer.objective.needs_color_level))
     batch = default_collate([data[(i, i)] for i in range(cfg.train.batch_size)])
     trainer.train_step(batch)  # lazy initialisation is not part of a step
     return trainer, batch

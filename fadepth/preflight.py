@@ -64,9 +64,6 @@ def check_cuda_graphs(cfg: ExperimentConfig, device) -> None:
     if cfg.train.precision == "fp16":
         raise ConfigError("train.cuda_graphs=true does not combine with train.precision=fp16 (its GradScaler "
                           "reads the host every step); use bf16")
-    if cfg.loss.pyramid.enabled and cfg.loss.pyramid.color.enabled:
-        raise ConfigError("train.cuda_graphs=true does not combine with loss.pyramid.color.enabled=true (its "
-                          "ColorJitter draws its factors on the host, which a captured step would freeze)")
     if cfg.model.etm.enabled and cfg.model.etm.pb_schedule != "constant":
         raise ConfigError("train.cuda_graphs=true does not combine with model.etm.pb_schedule="
                           f"{cfg.model.etm.pb_schedule} (a captured step keeps the host's pb_t); use constant")

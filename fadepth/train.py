@@ -318,7 +318,8 @@ class Trainer:
         from fadepth.data import build_dataset
 
         cfg, total = self.cfg, self.cfg.train.iterations
-        dataset = build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled)
+        dataset = build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled,
+                                color_level=self.objective.needs_color_level)
         bar = _progress(total, self.iteration, enabled=cfg.train.progress)
         for batch in batches(dataset, cfg, self.iteration, self.device):
             if self.iteration >= total:

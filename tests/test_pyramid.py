@@ -399,3 +399,25 @@ def test_objective_recipes(pyramid, apx, mode):
     adapters = list(objective.parameters())
     assert bool(adapters) == apx and all(p.grad is not None for p in adapters)
     assert out.outputs["disp"][0].shape[-2:] == (H // 2, W // 2)
+
+
+@pytest.mark.parametrize("mode", ["sum", "per_level"])
+def test_colour_frames_from_the_data_pipeline_are_the_colour_levels_input(mode, monkeypatch):
+    """Given ``color_images`` (drawn by the data pipeline), the colour level runs on exactly them, and the loss
+    equals the one whose in-step jitter produced the same frames: the draw moved, the computation did not."""
+    import fadepth.losses.pyramid as pyramid
+
+    clean, K = snippet()
+    drawn = (0.7 * clean + 0.2).clamp(0, 1)
+    cfg = all_levels(mode=mode)
+    losses = []
+    for given in (None, drawn):
+        cr = ToyCrLoss()
+        torch.manual_seed(0)
+        if given is None:
+            monkeypatch.setattr(pyramid, "jitter_snippets", lambda images, strengths: drawn)
+        out = PyramidLoss(cfg, cr)(TinyDepth(), TinyPose(), clean, K, FRAMES, color_images=given)
+        monkeypatch.undo()
+        assert torch.equal(cr.inputs[-1][0], drawn) and cr.inputs[-1][1] is None  # the colour level's call
+        losses.append(out.total)
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)

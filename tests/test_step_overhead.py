@@ -13,20 +13,42 @@ from fadepth.opcount import count_step
 STEP_OPS_CEILING = 2_500
 
 
-@pytest.fixture(scope="module")
-def synthetic_step(tmp_path_factory):
+def step_of(out_dir, overrides=(), color_level=False):
+    """A trainer of the `synthetic` profile (every L_cr term on) and one batch, after one warm-up step."""
     from torch.utils.data import default_collate
 
     from fadepth.data import build_dataset
     from fadepth.train import SeededSamples, Trainer
 
     cfg = load_config("ablations/base/synthetic.yaml", overrides=[
-        "loss.cr.warmup_fraction=0", "train.device=cpu", f"train.out_dir={tmp_path_factory.mktemp('step')}"])
+        "loss.cr.warmup_fraction=0", "train.device=cpu", f"train.out_dir={out_dir}", *overrides])
     trainer = Trainer(cfg)
-    data = SeededSamples(build_dataset(cfg.data, "train", augment=True))
+    data = SeededSamples(build_dataset(cfg.data, "train", augment=True, color_level=color_level))
     batch = default_collate([data[(i, i)] for i in range(cfg.train.batch_size)])
     trainer.train_step(batch)
     return trainer, batch
+
+
+@pytest.fixture(scope="module")
+def synthetic_step(tmp_path_factory):
+    return step_of(tmp_path_factory.mktemp("step"))
+
+
+@pytest.mark.parametrize("from_data", [True, False])
+def test_the_pyramid_colour_level_draws_nothing_in_the_step_when_the_data_do(tmp_path, from_data):
+    """The colour level's ColorJitter reads host random numbers (torchvision's get_params): drawn inside the step
+    they are host reads a captured CUDA graph would freeze; drawn by the data pipeline (``images_color``, what
+    `fadepth train` streams) the step reads nothing, and train.cuda_graphs accepts the recipe."""
+    from fadepth.preflight import check_cuda_graphs
+
+    colour = ["loss.pyramid.enabled=true", "loss.pyramid.color.enabled=true", "train.batch_size=2"]
+    trainer, batch = step_of(tmp_path, colour, color_level=from_data)
+    assert trainer.objective.needs_color_level and ("images_color" in batch) == from_data
+    counts = count_step(trainer, batch)
+    host_reads = sum(counts.syncs.values())
+    assert (host_reads == 0 and counts.by_name["lift_fresh"] == 0) if from_data else host_reads > 0
+    check_cuda_graphs(trainer.cfg.model_copy(update={"train": trainer.cfg.train.model_copy(
+        update={"cuda_graphs": True})}), torch.device("cuda"))  # no refusal: only the device is CUDA's
 
 
 def test_the_step_reads_nothing_on_the_host(synthetic_step):

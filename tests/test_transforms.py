@@ -42,3 +42,19 @@ def test_jitter_is_one_draw_per_snippet_and_geometry_is_shared():
     assert out.depth is None and "depth" not in out.sample_fields()
     assert torch.allclose(out.images_aug[0], out.images_aug[2]) and torch.allclose(out.images[0], out.images[1])
     assert not torch.allclose(out.images_aug, out.images)
+
+
+def test_colour_level_frames_are_drawn_per_sample_from_its_seed():
+    """build_dataset(color_level=True): every sample also carries ``images_color``, the clean frames under one
+    ColorJitter draw (the pyramid's colour level), a function of the sample's seed like the rest of its augmentation."""
+    from fadepth.data.stream import SeededSamples
+
+    cfg = DataConfig(height=32, width=96, synthetic={"train_sequences": 1, "frames_per_sequence": 6})
+    data = SeededSamples(build_dataset(cfg, "train", augment=True, color_level=True))
+    first, again, other = data[(0, 5)], data[(0, 5)], data[(0, 6)]
+    assert torch.equal(first["images_color"], again["images_color"])
+    assert not torch.equal(first["images_color"], other["images_color"])
+    colour = first["images_color"]
+    assert colour.shape == first["images"].shape and 0 <= colour.min() and colour.max() <= 1
+    assert not torch.allclose(colour, first["images"])  # always jittered (no color_jitter_p)
+    assert "images_color" not in SeededSamples(build_dataset(cfg, "train", augment=True))[(0, 5)]

@@ -4,7 +4,8 @@
 samples ``{"images": (F,3,H,W) in [0,1] (frames in data_cfg.frame_ids order, target first),
 "K": (3,3) pixel intrinsics at (H,W), "depth": (1,H,W) (synthetic only; 0 = invalid), "id": str}``; with
 augmentation also ``"images_aug"``: the same frames colour-jittered, the networks' input (``images`` stay
-un-jittered for the photometric loss, as monodepth2's color / color_aug).
+un-jittered for the photometric loss, as monodepth2's color / color_aug); with ``color_level`` also
+``"images_color"``, the pyramid colour level's own jitter of ``images``.
 
 ``build_test_set(data_cfg, eval_cfg)`` returns a sequence of ``{"image": (3,H,W) at the network size,
 "gt": float32 (Hgt,Wgt) at native resolution, "id": str}`` with a ``protocol`` attribute
@@ -40,8 +41,34 @@ def dataset_root(data_cfg) -> Path:
     return path
 
 
-def build_dataset(data_cfg, split: str = "train", augment: bool = True):
-    """Training / validation dataset for `split` ("train", "val"; synthetic also "test")."""
+def build_dataset(data_cfg, split: str = "train", augment: bool = True, color_level: bool = False):
+    """Training / validation dataset for `split` ("train", "val"; synthetic also "test"); with `color_level`
+    its samples also carry the pyramid colour level's jittered frames (:class:`WithColorLevel`)."""
+    dataset = _dataset(data_cfg, split, augment)
+    return WithColorLevel(dataset, data_cfg.augment) if color_level else dataset
+
+
+class WithColorLevel:  # a map-style dataset
+    """Samples plus ``images_color``: their clean ``images`` under one ColorJitter draw per snippet, always applied
+    (data.augment's strengths, a random order of the four adjustments), the input and loss frames of the pyramid's
+    colour level (eq. 20, k = color).  Drawn here with the rest of the augmentation, from the sample's seeded
+    stream, so that a training step draws nothing on the host (which a captured CUDA graph would freeze)."""
+
+    def __init__(self, dataset, augment_cfg):
+        self.dataset, self.augment_cfg = dataset, augment_cfg
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        from .transforms import color_jitter, generator_from_global
+
+        sample = dict(self.dataset[index])
+        sample["images_color"] = color_jitter(sample["images"], self.augment_cfg, generator_from_global())
+        return sample
+
+
+def _dataset(data_cfg, split: str, augment: bool):
     if data_cfg.dataset == "synthetic":
         from .synthetic import SyntheticScenes
         from .synthetic_dataset import SyntheticVideoDataset

@@ -50,6 +50,12 @@ class Objective(nn.Module):
     def recipe(self) -> str:
         return ("py" if self.pyramid is not None else "cr") + ("+apx" if self.apx is not None else "")
 
+    @property
+    def needs_color_level(self) -> bool:
+        """The pyramid's colour level is on: training batches should carry its jittered frames, ``images_color``
+        (``fadepth.data.build_dataset(color_level=True)``), so that a step draws nothing on the host."""
+        return self.pyramid is not None and "color" in self.pyramid.active_levels()
+
     def set_progress(self, iteration: int, total: int) -> None:
         """Forward the training position to losses that schedule their terms (L_cr's warm-up)."""
         if hasattr(self.cr_loss, "set_progress"):
@@ -61,7 +67,7 @@ class Objective(nn.Module):
         apx_term = self._apx_term(seen, batch.get("id")) if self.apx is not None else None
         if self.pyramid is not None:
             out = self.pyramid(depth_net, pose_net, images, K, self.frame_ids, cr_extra=apx_term,
-                               net_images=net_images)
+                               net_images=net_images, color_images=batch.get("images_color"))
             terms = dict(out.terms, loss=out.total.detach())
             return ObjectiveOutput(out.total, terms, out.outputs, out.backward_done)
         cr = run_cr_loss(self.cr_loss, depth_net, pose_net, images, K, self.frame_ids, net_images)

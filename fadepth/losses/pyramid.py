@@ -271,15 +271,18 @@ class PyramidLoss(nn.Module):
         return levels
 
     def forward(self, depth_net, pose_net, images: Tensor, K: Tensor, frame_ids, cr_extra: CrExtra | None = None,
-                net_images: Tensor | None = None):
+                net_images: Tensor | None = None, color_images: Tensor | None = None):
         """L_py on a batch; ``cr_extra(cr_outputs) -> (loss, terms)`` is added to the cr level (APX);
-        ``net_images``: the (jittered) frames the networks see, ``images`` the clean ones the losses compare."""
-        if self.cfg.mode == "per_level":
-            return self._forward_per_level(depth_net, pose_net, images, K, frame_ids, cr_extra, net_images)
-        return self._forward_sum(depth_net, pose_net, images, K, frame_ids, cr_extra, net_images)
+        ``net_images``: the (jittered) frames the networks see, ``images`` the clean ones the losses compare;
+        ``color_images``: the colour level's jittered frames when the data pipeline drew them (else drawn here)."""
+        if "color" in self.active_levels() and color_images is None:
+            color_images = jitter_snippets(images, self.color_jitter)  # host draws: not capturable
+        run = self._forward_per_level if self.cfg.mode == "per_level" else self._forward_sum
+        return run(depth_net, pose_net, images, K, frame_ids, cr_extra, (net_images, color_images))
 
     # -------------------------------------------------------------------------------- levels
-    def level_view(self, name: str, depth_net, images: Tensor, K: Tensor, net_images: Tensor | None = None):
+    def level_view(self, name: str, depth_net, images: Tensor, K: Tensor, net_images: Tensor | None = None,
+                   color_images: Tensor | None = None):
         """LevelView of level ``name``: the net, the loss images, K, ``to_cr(outputs, cr_outputs)`` mapping the
         level's maps back to cr, and the network input (None = the loss images)."""
         cr_size = tuple(images.shape[-2:])
@@ -295,7 +298,8 @@ class PyramidLoss(nn.Module):
             return LevelView(depth_net, torch.flip(images, dims=(-1,)), flip_intrinsics(K, cr_size[1]),
                              _map_flip_back, flipped)
         if name == "color":  # jitter of the clean frames, seen by the networks and the loss alike
-            return LevelView(depth_net, jitter_snippets(images, self.color_jitter), K, _map_resize, None)
+            jittered = color_images if color_images is not None else jitter_snippets(images, self.color_jitter)
+            return LevelView(depth_net, jittered, K, _map_resize, None)
         raise ValueError(f"unknown pyramid level {name!r}")
 
     def level_size(self, name: str, cr_size: tuple[int, int], depth_net: nn.Module | None = None) -> tuple[int, int]:
@@ -321,10 +325,11 @@ class PyramidLoss(nn.Module):
             terms.update(extra_terms)
         return loss, terms, out.outputs
 
-    def _level(self, name, depth_net, pose_net, images, K, frame_ids, cr_ref: dict, net_images=None):
-        """alpha_k L_k + beta_k phi(d_cr, d^_k) + gamma_k phi(f_cr, f^_k) for one level (eq. 20)."""
+    def _level(self, name, depth_net, pose_net, images, K, frame_ids, cr_ref: dict, seen=(None, None)):
+        """alpha_k L_k + beta_k phi(d_cr, d^_k) + gamma_k phi(f_cr, f^_k) for one level (eq. 20); `seen`: the
+        networks' input and the colour level's jittered frames (:meth:`forward`)."""
         lvl: PyramidLevelConfig = getattr(self.cfg, name)
-        view = self.level_view(name, depth_net, images, K, net_images)
+        view = self.level_view(name, depth_net, images, K, *seen)
         out = self._run_cr(view.net, pose_net, view.images, view.K, frame_ids, view.net_images)
         loss = lvl.alpha * out.total
         terms = _prefixed(name, out.terms)
@@ -339,19 +344,19 @@ class PyramidLoss(nn.Module):
         return loss, terms
 
     # --------------------------------------------------------------------------------- modes
-    def _forward_sum(self, depth_net, pose_net, images, K, frame_ids, cr_extra, net_images) -> PyramidOutput:
-        total, terms, cr_out = self._cr_level(depth_net, pose_net, images, K, frame_ids, cr_extra, net_images)
+    def _forward_sum(self, depth_net, pose_net, images, K, frame_ids, cr_extra, seen) -> PyramidOutput:
+        total, terms, cr_out = self._cr_level(depth_net, pose_net, images, K, frame_ids, cr_extra, seen[0])
         cr_ref = detach_outputs(cr_out) if self.detach_cr else cr_out
         for name in self.active_levels():
-            loss, level_terms = self._level(name, depth_net, pose_net, images, K, frame_ids, cr_ref, net_images)
+            loss, level_terms = self._level(name, depth_net, pose_net, images, K, frame_ids, cr_ref, seen)
             total = total + loss
             terms.update(level_terms)
         terms["py/total"] = total.detach()
         return PyramidOutput(total, terms, cr_out, False, self.level_sizes(tuple(images.shape[-2:]), depth_net))
 
-    def _forward_per_level(self, depth_net, pose_net, images, K, frame_ids, cr_extra, net_images) -> PyramidOutput:
+    def _forward_per_level(self, depth_net, pose_net, images, K, frame_ids, cr_extra, seen) -> PyramidOutput:
         exact = self.exact_cr_gradient
-        cr_loss, terms, cr_out = self._cr_level(depth_net, pose_net, images, K, frame_ids, cr_extra, net_images)
+        cr_loss, terms, cr_out = self._cr_level(depth_net, pose_net, images, K, frame_ids, cr_extra, seen[0])
         cr_ref = detach_outputs(cr_out, requires_grad=exact)  # leaves collect the phi gradients if exact
         cr_loss.backward(retain_graph=exact)
         total = cr_loss.detach()
@@ -359,7 +364,7 @@ class PyramidLoss(nn.Module):
         if not exact:
             cr_out = None  # free cr's graph now
         for name in self.active_levels():
-            loss, level_terms = self._level(name, depth_net, pose_net, images, K, frame_ids, cr_ref, net_images)
+            loss, level_terms = self._level(name, depth_net, pose_net, images, K, frame_ids, cr_ref, seen)
             loss.backward()
             total = total + loss.detach()
             terms.update(level_terms)

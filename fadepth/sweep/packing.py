@@ -55,7 +55,9 @@ def measure_run_peak(cfg, gpu: str) -> tuple[int, int]:
         "device": str(device), "out_dir": tempfile.mkdtemp(prefix="fadepth-probe-"), "progress": False})})
     torch.cuda.reset_peak_memory_stats(device)
     trainer = Trainer(cfg)
-    stream = batches(build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled), cfg, 0, device)
+    dataset = build_dataset(cfg.data, "train", augment=cfg.data.augment.enabled,
+                            color_level=trainer.objective.needs_color_level)
+    stream = batches(dataset, cfg, 0, device)
     for _ in range(2):
         trainer.train_step(next(stream))
     torch.cuda.synchronize(device)
