@@ -223,15 +223,20 @@ def test_paper_row_selection_matches_numbers_and_text():
     assert len(tables.select_paper_rows(paper, {"scheme": "+ETM*"})) == 8
 
 
-def test_report_tex_compiles_with_pdflatex(built):
+def compile_report(out: Path) -> Path:
+    """pdflatex report.tex in `out` (skips the test without pdflatex; .ci/run installs texlive); the PDF."""
     pdflatex = shutil.which("pdflatex")
     if pdflatex is None:
         pytest.skip("pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
-    _, out = built
     done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=out,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
-    assert (out / "report.pdf").stat().st_size > 10_000
+    return out / "report.pdf"
+
+
+def test_report_tex_compiles_with_pdflatex(built):
+    _, out = built
+    assert compile_report(out).stat().st_size > 10_000
     if shutil.which("pdftotext"):  # what a reader sees: distinct table numbers, no absolute path
         text = subprocess.run(["pdftotext", "-layout", "report.pdf", "-"], cwd=out, capture_output=True,
                               text=True, check=True).stdout
