@@ -124,7 +124,7 @@ def _start_tracking(cfg, args: argparse.Namespace):
     if uri.startswith("sqlite:///"):
         store = "--tracking-uri" if args.tracking_uri else "the MLflow store"
         check_uri_safe(uri[len("sqlite:///"):], store)  # a '?' or '#' would cut the path: another store
-        check_sqlite_store(uri, "MLflow store")  # a damaged file: one line naming it, left as it is
+        check_sqlite_store(uri, "MLflow store", "--tracking-uri")  # a damaged file: one line naming it, left as it is
         ensure_folder(Path(uri[len("sqlite:///"):]).parent, store)
     with tracking_lock(uri):
         client, run_id = tr.start_train_run(uri, cfg, args.experiment)
