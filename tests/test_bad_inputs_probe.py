@@ -58,3 +58,14 @@ def test_checkpoint_that_is_a_folder_says_so(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     assert fadepth(["eval", "--checkpoint", str(tmp_path / "run")]) == 2
     one_error_line(capsys, "run: is a folder", "weights.pt")
+
+
+def test_train_dry_run_checks_the_store_the_run_would_use(tmp_path, capsys, monkeypatch):
+    """The dry run used to pass in a folder whose default store a URI cannot carry; the run then refused."""
+    folder = tmp_path / "q?dir"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    assert fadepth(["train", *TINY, "train.iterations=1", "--dry-run"]) == 2
+    one_error_line(capsys, "the MLflow store", "'?'")
+    assert fadepth(["train", *TINY, "train.iterations=1", "--dry-run", "--no-track"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == []
