@@ -335,11 +335,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if data is None:
-        raise ConfigError(f"{path}: the file is empty; expected a mapping of config keys (or no --config: the "
-                          "built-in recipe)")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    if not isinstance(data, dict):  # None: an empty file (not the built-in recipe: that is no --config)
+        got = "an empty file" if data is None else type(data).__name__
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {got}")
     return data
 
 

@@ -42,7 +42,7 @@ def test_empty_config_is_refused_not_the_default_recipe(tmp_path, capsys):
     (tmp_path / "empty.yaml").write_text("")
     assert fadepth(["train", "--config", str(tmp_path / "empty.yaml"), *TINY, "train.iterations=1",
                     f"train.out_dir={tmp_path / 'run'}", "--no-track"]) == 2
-    one_error_line(capsys, "empty.yaml", "the file is empty")
+    one_error_line(capsys, "empty.yaml", "got an empty file")
     assert not (tmp_path / "run").exists()
 
 
@@ -50,7 +50,7 @@ def test_empty_spec_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty.yaml").write_text("# nothing yet\n")
     assert sweep_main([str(tmp_path / "empty.yaml"), "--profile", "smoke"]) == 2
-    one_error_line(capsys, "empty.yaml", "the file is empty")
+    one_error_line(capsys, "empty.yaml", "got an empty file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.yaml"]
 
 

@@ -43,10 +43,9 @@ def read_spec_yaml(path: Path) -> dict[str, Any]:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
-        raise SpecError(f"{path}: the file is empty; expected a sweep spec (a mapping: name, base, schemes, ...)")
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        got = "an empty file" if data is None else type(data).__name__
+        raise SpecError(f"{path}: expected a mapping at the top level (name, base, schemes, ...), got {got}")
     for reserved in ("path", "spec_hash"):
         if reserved in data:
             raise SpecError(f"{path}: field {reserved!r} is computed by load_spec and must not be written")
