@@ -66,6 +66,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """The state saved at `path`, checked for fadepth's keys. `mmap`: tensors stay memory-mapped (read lazily):
     a cheap look at the config of a large checkpoint."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; expected a checkpoint file such as {path / 'weights.pt'}")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:

@@ -332,11 +332,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    if not isinstance(data, dict):  # None: an empty file (not the built-in recipe: that is no --config)
+        got = "an empty file" if data is None else type(data).__name__
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {got}")
     return data
 
 

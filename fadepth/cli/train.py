@@ -49,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_output_file(args.json, "--json")
     check_run(cfg)  # models, device, data paths and files: before any model is built or file written
+    if not args.no_track:
+        _check_store(args)
     if args.dry_run:
         import yaml
 
@@ -118,14 +120,25 @@ def _start_tracking(cfg, args: argparse.Namespace):
 
     from fadepth.outputs import ensure_folder
     from fadepth.sweep import tracking as tr  # (quiets MLflow's INFO logging)
-    from fadepth.sweep.stores import check_sqlite_store, check_uri_safe, tracking_lock
+    from fadepth.sweep.stores import tracking_lock
 
     uri = args.tracking_uri or _default_uri()
     if uri.startswith("sqlite:///"):
-        store = "--tracking-uri" if args.tracking_uri else "the MLflow store"
-        check_uri_safe(uri[len("sqlite:///"):], store)  # a '?' or '#' would cut the path: another store
-        check_sqlite_store(uri, "MLflow store")  # a damaged file: one line naming it, left as it is
-        ensure_folder(Path(uri[len("sqlite:///"):]).parent, store)
+        ensure_folder(Path(uri[len("sqlite:///"):]).parent, _store_name(args))
     with tracking_lock(uri):
         client, run_id = tr.start_train_run(uri, cfg, args.experiment)
     return client, run_id, [tr.CurveLogger(client, run_id), tr.PanelLogger(client, run_id, cfg)]
+
+
+def _store_name(args: argparse.Namespace) -> str:
+    return "--tracking-uri" if args.tracking_uri else "the MLflow store"
+
+
+def _check_store(args: argparse.Namespace) -> None:
+    """The local MLflow store this run would track to, checked before anything is written (and by --dry-run)."""
+    from fadepth.sweep.stores import check_sqlite_store, check_uri_safe
+
+    uri = args.tracking_uri or _default_uri()
+    if uri.startswith("sqlite:///"):
+        check_uri_safe(uri[len("sqlite:///"):], _store_name(args))  # a '?' or '#' would cut the path: another store
+        check_sqlite_store(uri, "MLflow store", "--tracking-uri")  # a damaged file: one line naming it, left as it is

@@ -51,7 +51,7 @@ def check_store_exists(tracking_uri: str) -> None:
                           "run a sweep first (python sweeps/run.py SPEC) or pass --tracking-uri")
     from fadepth.sweep.stores import check_sqlite_store
 
-    check_sqlite_store(tracking_uri, "MLflow store")  # a damaged file: one line naming it
+    check_sqlite_store(tracking_uri, "MLflow store", "--tracking-uri")  # a damaged file: one line naming it
 
 
 @contextlib.contextmanager

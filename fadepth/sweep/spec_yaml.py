@@ -44,7 +44,8 @@ def read_spec_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        got = "an empty file" if data is None else type(data).__name__
+        raise SpecError(f"{path}: expected a mapping at the top level (name, base, schemes, ...), got {got}")
     for reserved in ("path", "spec_hash"):
         if reserved in data:
             raise SpecError(f"{path}: field {reserved!r} is computed by load_spec and must not be written")

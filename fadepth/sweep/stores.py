@@ -71,41 +71,66 @@ def check_stores(storage_url: str, tracking_uri: str, runs_dir: Path) -> None:
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
-MOVE_ASIDE = "it is left as it is: move it aside (or restore a copy) or use another --runs-dir"
+MOVE_ASIDE = "it is left as it is: move it aside (or restore a copy) or use another {}"
 
 
-def check_sqlite_store(url: str, what: str) -> None:
-    """An ``sqlite:///`` URL whose file exists but is not an SQLite database: one line naming it (never repaired)."""
+def check_sqlite_store(url: str, what: str, elsewhere: str = "--runs-dir") -> None:
+    """An ``sqlite:///`` URL whose file exists but is not an SQLite database: one line naming it (never repaired);
+    `elsewhere`: the flag that picks another store."""
     if url.startswith("sqlite:///"):
         file = Path(url[len("sqlite:///"):]).expanduser()
         if file.is_file() and file.stat().st_size:
             with open(file, "rb") as fh:
                 if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-                    raise ConfigError(f"{file}: not an SQLite database (the {what}); {MOVE_ASIDE}")
+                    raise ConfigError(f"{file}: not an SQLite database (the {what}); "
+                                      f"{MOVE_ASIDE.format(elsewhere)}")
 
 
 def check_store_contents(storage_url: str, tracking_uri: str) -> None:
     """Refuse, in one line naming the file, a local store that is not what its name says (issue 25): an SQLite
     URL whose file is not an SQLite database, a journal path whose file is not an Optuna journal.  Nothing is
-    repaired.  A last line cut short is allowed: Optuna ignores it (a writer killed mid-append)."""
+    repaired.  A last line cut short (a writer killed mid-append) is refused too: Optuna appends the next record
+    to it, and that record is lost."""
     check_sqlite_store(storage_url, "Optuna storage")
     check_sqlite_store(tracking_uri, "MLflow store")
     if "://" in storage_url or not Path(storage_url).is_file():
         return
     import json
 
-    with open(storage_url, "rb") as fh:
-        lines = fh.readlines()
+    lines = _journal_lines(storage_url)
     for number, line in enumerate(lines, start=1):
-        if number == len(lines) and not line.endswith(b"\n"):
-            break
         try:
             record = json.loads(line)
         except ValueError:  # JSONDecodeError, UnicodeDecodeError
             record = None
+        cut_short = not line.endswith(b"\n") and (record is not None or line.startswith(b'{"op_code"'))
+        if cut_short:
+            keep = sum(map(len, lines[:-1]))
+            raise ConfigError(f"{storage_url}: its last record (line {number}) is cut short (a writer stopped "
+                              f"mid-write): the next record would be glued to it and lost; it is left as it is: "
+                              f"drop that line (truncate -s {keep} {storage_url}) to keep the rest, or move it "
+                              f"aside or use another --runs-dir")
         if not isinstance(record, dict) or "op_code" not in record:
             raise ConfigError(f"{storage_url}: not an Optuna journal (line {number} is not a journal record); "
-                              f"{MOVE_ASIDE}")
+                              f"{MOVE_ASIDE.format('--runs-dir')}")
+
+
+def _journal_lines(path: str) -> list[bytes]:
+    """The journal's lines; read again under Optuna's append lock when the last one has no newline (another
+    launcher may be mid-append right now)."""
+    with open(path, "rb") as fh:
+        lines = fh.readlines()
+    if not lines or lines[-1].endswith(b"\n"):
+        return lines
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(path)
+    lock.acquire()
+    try:
+        with open(path, "rb") as fh:
+            return fh.readlines()
+    finally:
+        lock.release()
 
 
 @contextlib.contextmanager
