@@ -42,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         written = predict(args.checkpoint, args.inputs, args.out, device=args.device, progress=True,
                           overwrite=args.overwrite)
-    print(f"wrote {len(written) // 2} depth maps (depth up to scale) to {args.out}")
+    count = len(written) // 2
+    print(f"wrote {count} depth map{'' if count == 1 else 's'} (depth up to scale) to {args.out}")
     return 0
