@@ -233,3 +233,13 @@ def test_unicode_and_latex_special_names_compile(tmp_path):
     done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "report.tex"],
                           cwd=tmp_path / "out", capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_the_report_ends_on_the_best_scheme_and_the_claims_line(built, capsys):
+    """reports/build.py's last lines (the README's main job ends on them): the best scheme with its interval,
+    then the claims line, as a sweep ends."""
+    result = built[0]
+    report.print_summaries([result])
+    last = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert last[0].startswith("best scheme ") and "abs_rel" in last[0] and "[" in last[0], last
+    assert last[1].startswith("claims"), last
