@@ -116,15 +116,13 @@ def _start_tracking(cfg, args: argparse.Namespace):
     """(client, run id, trainer callbacks) of a new MLflow run for this training.  The store is created under
     the lock a sweep takes (:func:`fadepth.sweep.stores.tracking_lock`): two trainings started together in a
     fresh folder would both run MLflow's schema migration, and one would die in it (issue 25)."""
-    from pathlib import Path
-
     from fadepth.outputs import ensure_folder
     from fadepth.sweep import tracking as tr  # (quiets MLflow's INFO logging)
-    from fadepth.sweep.stores import tracking_lock
+    from fadepth.sweep.stores import local_store_file, tracking_lock
 
     uri = args.tracking_uri or _default_uri()
     if uri.startswith("sqlite:///"):
-        ensure_folder(Path(uri[len("sqlite:///"):]).parent, _store_name(args))
+        ensure_folder(local_store_file(uri).parent, _store_name(args))
     with tracking_lock(uri):
         client, run_id = tr.start_train_run(uri, cfg, args.experiment)
     return client, run_id, [tr.CurveLogger(client, run_id), tr.PanelLogger(client, run_id, cfg)]

@@ -20,7 +20,7 @@ from fadepth.sweep.packing import resolve_gpus, worker_devices
 from fadepth.sweep.stores import local_store_file
 
 # Rough seconds per training iteration, for a study without a finished run.  cpu: the `smoke` step (64x208,
-# batch 4, one thread per worker: ablations/base/smoke.yaml); cuda: the KITTI-size recipe on one H100
+# batch 4, one thread per worker: ablations/base/smoke.yaml); cuda: the KITTI-size recipe on one H200
 # (1.9 it/s, benchmarks/README.md) -- the small profiles run ~10x faster there (`synthetic`: 17.7 it/s).
 # Validation, data loading and start-up are not counted.
 ROUGH_SECONDS_PER_ITERATION = {"cpu": 1.3, "cuda": 0.5}

@@ -77,13 +77,11 @@ MOVE_ASIDE = "it is left as it is: move it aside (or restore a copy) or use anot
 def check_sqlite_store(url: str, what: str, elsewhere: str = "--runs-dir") -> None:
     """An ``sqlite:///`` URL whose file exists but is not an SQLite database: one line naming it (never repaired);
     `elsewhere`: the flag that picks another store."""
-    if url.startswith("sqlite:///"):
-        file = Path(url[len("sqlite:///"):]).expanduser()
-        if file.is_file() and file.stat().st_size:
-            with open(file, "rb") as fh:
-                if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
-                    raise ConfigError(f"{file}: not an SQLite database (the {what}); "
-                                      f"{MOVE_ASIDE.format(elsewhere)}")
+    file = local_store_file(url) if url.startswith("sqlite:///") else None
+    if file is not None and file.is_file() and file.stat().st_size:
+        with open(file, "rb") as fh:
+            if fh.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                raise ConfigError(f"{file}: not an SQLite database (the {what}); {MOVE_ASIDE.format(elsewhere)}")
 
 
 def check_store_contents(storage_url: str, tracking_uri: str) -> None:
@@ -181,7 +179,7 @@ def guard_trial_takes(storage, storage_url: str, cells: "set[str] | None" = None
 
     lock = None
     if storage_url.startswith("sqlite:///"):
-        db = Path(storage_url[len("sqlite:///"):]).expanduser().absolute()
+        db = local_store_file(storage_url)
         lock = db.with_name(db.name + ".fadepth-take.lock")
     if lock is None and cells is None:
         return storage
